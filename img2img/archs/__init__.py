@@ -1,0 +1,25 @@
+"""Architecture registry: name -> nn.Module class built from plain keyword arguments."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from img2img.archs.rrdbnet import RRDBNet
+from img2img.archs.srvgg import SRVGGNetCompact
+
+ARCHS: dict[str, type[nn.Module]] = {
+    "RRDBNet": RRDBNet,
+    "SRVGGNetCompact": SRVGGNetCompact,
+}
+
+
+def build_arch(name: str, **kwargs) -> nn.Module:
+    """Instantiate a registered architecture; unknown names list the known ones."""
+    from img2img.errors import WeightsError
+
+    if name not in ARCHS:
+        raise WeightsError(f"unknown architecture {name!r}; known: {', '.join(sorted(ARCHS))}")
+    try:
+        return ARCHS[name](**kwargs)
+    except TypeError as e:
+        raise WeightsError(f"bad arguments for {name}: {e}") from e
