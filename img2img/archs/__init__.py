@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from torch import nn
 
+from img2img.archs.discriminators import UNetDiscriminatorSN, VGGStyleDiscriminator
 from img2img.archs.rrdbnet import RRDBNet
 from img2img.archs.srvgg import SRVGGNetCompact
 
 ARCHS: dict[str, type[nn.Module]] = {
     "RRDBNet": RRDBNet,
     "SRVGGNetCompact": SRVGGNetCompact,
+    "VGGStyleDiscriminator": VGGStyleDiscriminator,
+    "UNetDiscriminatorSN": UNetDiscriminatorSN,
 }
 
 

@@ -1,0 +1,57 @@
+"""`img2img convert IN OUT.safetensors`: a released checkpoint (.pth/.pt/.ckpt/.bin/.safetensors, or
+ncnn .param with its .bin) -> our weights format with a card; prints what was detected."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from img2img.errors import WeightsError
+
+HELP = "convert a released checkpoint (ESRGAN/Real-ESRGAN .pth, ncnn .param, ...) to img2img weights"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "input", type=Path, help="released weights: .pth/.pt/.ckpt/.bin/.safetensors or ncnn .param"
+    )
+    p.add_argument(
+        "output", type=Path, help="where to write OUT.safetensors (a card OUT.json goes beside it)"
+    )
+    p.add_argument("--name", help="model name stored in the card (default: the output file's stem)")
+    p.add_argument(
+        "--act",
+        choices=("relu", "lrelu"),
+        help="activation of a compact (SRVGGNetCompact) model whose file has no PReLU weights",
+    )
+    p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+
+
+def run(args: argparse.Namespace) -> int:
+    from img2img.convert import convert_file, count_params
+    from img2img.weights import card_path, save_weights
+
+    src, out = Path(args.input), Path(args.output)
+    if out.suffix != ".safetensors":
+        raise WeightsError(f"output must end in .safetensors, got {out.name}")
+    if not src.exists():
+        raise WeightsError(f"input not found: {src}")
+    if out.resolve() == src.resolve():
+        raise WeightsError("output and input are the same file; choose another output path")
+    existing = [p for p in (out, card_path(out)) if p.exists()]
+    if existing and not args.force:
+        raise WeightsError(f"{existing[0]} already exists; pass --force to overwrite it")
+    sd, card = convert_file(src, name=args.name or out.stem, act=args.act)
+    kwargs = ", ".join(f"{k}={v}" for k, v in card.arch_kwargs.items())
+    print(f"detected: {card.extra.get('converted_from') or card.arch}")
+    print(f"  arch:   {card.arch}({kwargs})")
+    print(f"  task:   {card.task} x{card.scale}, input multiple of {card.size_multiple}")
+    print(f"  params: {count_params(sd) / 1e6:.2f} M")
+    if "outscale" in card.extra:
+        print(
+            f"  note:   the release resizes the x{card.scale} output "
+            f"to x{card.extra['outscale']:g} afterwards"
+        )
+    save_weights(out, sd, card)
+    print(f"wrote {out} and {card_path(out).name}")
+    return 0

@@ -1,0 +1,112 @@
+"""`img2img eval sr --weights W --data DIR`: PSNR/SSIM of a super-resolution model (or the MATLAB
+bicubic baseline) on Set5/Set14-style benchmarks, with the protocol the SR papers use."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from pathlib import Path
+
+from img2img.errors import Img2ImgError
+
+HELP = "Evaluate a model on a benchmark (eval sr: PSNR/SSIM on Y, MATLAB bicubic protocol)."
+
+_EPILOG = """examples:
+  img2img eval sr --weights bicubic --data data/sr/Set5 --scale 4
+  img2img eval sr --weights realesr-animevideov3 --data data/sr/Set14 --json set14.json
+  img2img eval sr --weights my.safetensors --data val/ --save-images out/   # val/ = lr/ + hr/ or HR only
+data layouts: image_SRF_<scale>/ folders (Set5 root), *_LR/*_HR files in one folder, lr/ + hr/ folders
+matched by file name, or a folder of HR images (LR made with MATLAB bicubic imresize).
+exit status: 0 done, 2 usage, data or model error"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = _EPILOG
+    p.add_argument("task", choices=["sr"], help="what to evaluate (sr: super-resolution)")
+    p.add_argument(
+        "--weights", required=True, help="'bicubic' (baseline), a catalog name, .safetensors or released .pth"
+    )
+    p.add_argument("--data", required=True, type=Path, help="benchmark folder (see layouts below)")
+    p.add_argument("--scale", type=int, help="upscale factor (default: the model's; 4 for bicubic)")
+    p.add_argument("--json", type=Path, help="write per-image and mean results, with the protocol, here")
+    p.add_argument("--save-images", type=Path, metavar="DIR", help="save the 8-bit outputs as DIR/<name>.png")
+    p.add_argument("--overwrite", action="store_true", help="replace existing images in --save-images")
+    p.add_argument("--tile", type=int, help="tile size in input pixels (0 = whole image; default: automatic)")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="default fp32, the faithful one",
+    )
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+
+
+def _check_outputs(args: argparse.Namespace, names: list[str]) -> None:
+    """Refuse, before any work, to overwrite files the user did not ask us to replace."""
+    if args.json is not None:
+        if args.json.is_dir():
+            raise Img2ImgError(f"--json {args.json} is a folder; give a file name such as results.json")
+        if args.json.exists() and args.json.suffix.lower() != ".json":
+            raise Img2ImgError(f"--json {args.json} exists and is not a .json file; not overwriting it")
+    if args.save_images is not None and not args.overwrite:
+        if args.save_images.exists() and not args.save_images.is_dir():
+            raise Img2ImgError(f"--save-images {args.save_images} is a file, not a folder")
+        taken = [n for n in names if (args.save_images / f"{n}.png").exists()]
+        if taken:
+            raise Img2ImgError(
+                f"{args.save_images / (taken[0] + '.png')} and {len(taken) - 1} more already exist; "
+                "choose another --save-images folder or pass --overwrite"
+            )
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)  # atomic: an interrupted run never leaves half a report
+
+
+def _fmt(v: float, digits: int) -> str:
+    return f"{v:.{digits}f}" if math.isfinite(v) else "inf"
+
+
+def run(args: argparse.Namespace) -> int:
+    from img2img.evaluate import BicubicUpscaler, ModelUpscaler, discover_sr_dataset, evaluate_sr
+
+    if args.scale is not None and args.scale < 1:
+        raise Img2ImgError(f"--scale must be a positive whole number, not {args.scale}")
+    if args.weights.lower() == "bicubic":
+        upscaler = BicubicUpscaler(args.scale or 4)
+    else:
+        from img2img.infer import load
+
+        model = load(args.weights, device=args.device, precision=args.precision, tile=args.tile)
+        upscaler = ModelUpscaler(model)
+        if args.scale is not None and args.scale != upscaler.scale:
+            raise Img2ImgError(
+                f"{upscaler.name} upscales x{upscaler.scale}; drop --scale or pass --scale {upscaler.scale}"
+            )
+    dataset = discover_sr_dataset(args.data, upscaler.scale)
+    _check_outputs(args, [p.name for p in dataset.pairs])
+
+    width = max([len(p.name) for p in dataset.pairs] + [5])
+    print(
+        f"{upscaler.name} x{dataset.scale} on {dataset.root} ({dataset.layout}, {len(dataset.pairs)} images)"
+    )
+    print(f"{'image':<{width}}  {'PSNR':>8}  {'SSIM':>7}")
+
+    def row(score) -> None:
+        print(f"{score.name:<{width}}  {_fmt(score.psnr, 3):>8}  {_fmt(score.ssim, 4):>7}", flush=True)
+
+    result = evaluate_sr(upscaler, dataset, save_dir=args.save_images, on_image=row)
+    print(f"{'mean':<{width}}  {_fmt(result.mean_psnr, 3):>8}  {_fmt(result.mean_ssim, 4):>7}")
+    print(f"(Y channel, {dataset.scale}-pixel border cropped, 8-bit output)")
+    if args.json is not None:
+        report = result.to_dict()
+        report["weights"] = args.weights
+        _write_json(args.json, report)
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,427 @@
+"""The inference engine: `load(name_or_path) -> Model`, a callable that pads, tiles with a
+feathered blend, picks device and precision, recovers from out-of-memory and fp16 overflow,
+maps value ranges, and handles grey, RGB and alpha images. The CLI and the app use only this."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from img2img import tiling
+from img2img.errors import ImageError, ImageTooLargeError, Img2ImgError, WeightsError
+from img2img.weights import Card, load_network
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_OUTPUT_PIXELS = 512_000_000
+PRECISIONS = {"auto": "auto", "fp32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16",
+              "fp16": "fp16", "float16": "fp16", "half": "fp16"}  # fmt: skip
+ALPHA_MODES = ("model", "bicubic", "none")
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # BT.601
+
+
+def resolve_device(spec: str | torch.device = "auto") -> torch.device:
+    """`auto` (cuda, then mps, then cpu), `cpu`, `cuda`, `cuda:N` or `mps`; unavailable -> error."""
+    s = str(spec).strip().lower()
+    mps_ok = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
+    if s == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps_ok else "cpu")
+    if s == "cpu":
+        return torch.device("cpu")
+    if s == "mps":
+        if not mps_ok:
+            raise Img2ImgError("device 'mps' requested but Apple MPS is not available here; use device='cpu'")
+        return torch.device("mps")
+    if s == "cuda" or s.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise Img2ImgError(
+                f"device {spec!r} requested but CUDA is not available (no GPU, or torch "
+                f"{torch.__version__} was built without CUDA support); use device='cpu'"
+            )
+        index = s.partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise Img2ImgError(f"no CUDA device {spec!r}: {torch.cuda.device_count()} visible (cuda:0 ...)")
+        return torch.device(s)
+    raise Img2ImgError(f"unknown device {spec!r}: use auto, cpu, cuda, cuda:N or mps")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`auto` = fp16 on CUDA, fp32 elsewhere. fp16 on CPU is refused (slow and no faster than
+    bf16 there); bf16 works on every device through autocast."""
+    p = PRECISIONS.get(str(precision).strip().lower())
+    if p is None:
+        raise Img2ImgError(f"unknown precision {precision!r}: use auto, fp32, bf16 or fp16")
+    if p == "auto":
+        return "fp16" if device.type == "cuda" else "fp32"
+    if p == "fp16" and device.type == "cpu":
+        raise Img2ImgError("fp16 needs a CUDA or MPS device; on CPU use precision='bf16' or 'fp32'")
+    return p
+
+
+class TileForward:
+    """Runs one tile through the network on the device at the chosen precision.
+
+    Takes a CPU float32 tile in [0, 1], maps it to the card's value range, and returns a CPU float32
+    tile in [0, 1]. Reduced precision that overflows (NaN/Inf) is rerun in fp32, and noted.
+    """
+
+    def __init__(self, net: nn.Module, device: torch.device, precision: str, value_range: tuple) -> None:
+        self.device, self.precision = device, precision
+        self.lo, self.hi = float(value_range[0]), float(value_range[1])
+        self.notes: list[str] = []
+        self.fallback_tiles = 0
+        net = net.eval().requires_grad_(False)
+        # fp16 weights lose bits: keep exact fp32 weights on the CPU for the rerun.
+        self._fp32_state = (
+            {k: v.clone() for k, v in net.state_dict().items()} if precision == "fp16" else None
+        )
+        self._fp32_net: nn.Module | None = None
+        net = net.to(device)
+        if precision == "fp16":
+            net = net.half()
+        self.channels_last = device.type == "cpu"  # faster oneDNN convolutions on CPU
+        if self.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        self.net = net
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, torch.float32) * (self.hi - self.lo) + self.lo
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            y = self._run(x, self.precision)
+            if self.precision != "fp32" and not bool(torch.isfinite(y).all()):
+                self._note_fallback()
+                y = self._run(x, "fp32")
+            if not bool(torch.isfinite(y).all()):
+                raise WeightsError("the network produced NaN/Inf in fp32: its weights are broken")
+            y = ((y - self.lo) / (self.hi - self.lo)).clamp_(0, 1)
+        return y.to("cpu")
+
+    def _run(self, x: torch.Tensor, precision: str) -> torch.Tensor:
+        if precision == "bf16":
+            with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                return self.net(x).float()
+        if precision == "fp16":
+            return self.net(x.half()).float()
+        return self._fp32()(x).float()
+
+    def _fp32(self) -> nn.Module:
+        if self._fp32_state is None:
+            return self.net
+        if self._fp32_net is None:
+            net = copy.deepcopy(self.net).float()
+            net.load_state_dict(self._fp32_state)
+            self._fp32_net = net
+        return self._fp32_net
+
+    def _note_fallback(self) -> None:
+        """One note, kept up to date, rather than one per tile."""
+        self.fallback_tiles += 1
+        note = f"{self.precision} produced NaN/Inf; reran in fp32 ({self.fallback_tiles} tile(s) so far)"
+        if self.fallback_tiles == 1:
+            log.warning(note)
+            self._note_index = len(self.notes)
+            self.notes.append(note)
+        else:
+            self.notes[self._note_index] = note
+
+
+class Model:
+    """A loaded network ready for inference; see `load`. Images are float32 in [0, 1]."""
+
+    def __init__(
+        self,
+        card: Card,
+        net: nn.Module,
+        *,
+        device: str | torch.device = "auto",
+        precision: str = "auto",
+        tile: int | None = None,
+        tile_overlap: int | None = None,
+        max_output_pixels: int | None = None,
+    ) -> None:
+        for label, value in (("tile", tile), ("tile_overlap", tile_overlap)):
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise Img2ImgError(
+                    f"{label} must be a whole number >= 0 (0 for tile = whole image), not {value!r}"
+                )
+        if max_output_pixels is not None and max_output_pixels < 1:
+            raise Img2ImgError(f"max_output_pixels must be positive, not {max_output_pixels}")
+        self.card = card
+        self.task, self.scale = card.task, int(card.scale)
+        self.in_channels, self.out_channels = int(card.in_channels), int(card.out_channels)
+        self.size_multiple = math.lcm(int(card.size_multiple), int(getattr(net, "size_multiple", 1)))
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
+        self.tile = tile
+        self.tile_overlap = card.receptive_radius if tile_overlap is None else tile_overlap
+        self.max_output_pixels = max_output_pixels or DEFAULT_MAX_OUTPUT_PIXELS
+        self._forward = TileForward(net, self.device, self.precision, card.value_range)
+        self.net = self._forward.net
+        self.notes = self._forward.notes  # fp16 reruns and out-of-memory retries, for logs
+        self._oom_tile: int | None = None  # after an out-of-memory, later runs stay at or below this
+        self._bytes_per_px: float | None = None
+
+    # Tensor API ------------------------------------------------------------------------------
+
+    def run_tensor(
+        self, x: torch.Tensor, *, tile: int | None = None, progress: tiling.Progress | None = None
+    ) -> torch.Tensor:
+        """NCHW float in [0, 1] with the model's input channels -> NCHW float32 in [0, 1] on the
+        CPU, exactly `scale` times larger. Tiled; halves the tile and retries on out-of-memory."""
+        if x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[2] < 1 or x.shape[3] < 1:
+            raise ImageError(f"expected an N x {self.in_channels} x H x W tensor, got shape {tuple(x.shape)}")
+        self._check_size(x.shape[2], x.shape[3], (x.shape[2] * self.scale, x.shape[3] * self.scale))
+        x = x.detach().to("cpu", torch.float32)  # tiles go to the device one at a time
+        if not bool(torch.isfinite(x).all()):
+            raise ImageError("input tensor contains NaN or Inf values")
+        t = self._pick_tile(x.shape[0], x.shape[2], x.shape[3], self.tile if tile is None else tile)
+        while True:
+            try:
+                with torch.no_grad():
+                    return tiling.run_tiled(
+                        self._forward,
+                        x,
+                        scale=self.scale,
+                        tile=t,
+                        overlap=self.tile_overlap,
+                        multiple=self.size_multiple,
+                        progress=progress,
+                    )
+            except RuntimeError as e:  # torch.OutOfMemoryError is a RuntimeError
+                if not tiling.is_out_of_memory(e):
+                    raise
+            # Outside the except block, so the failed attempt's tensors are already released.
+            t = self._shrink_after_oom(t, x.shape[2], x.shape[3])
+
+    def _shrink_after_oom(self, tile: int, h: int, w: int) -> int:
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        current = tile if tile > 0 else max(h, w)
+        if current <= tiling.MIN_TILE:
+            raise Img2ImgError(
+                f"out of memory on {self.device} even with {current}px tiles; "
+                "free memory (close other programs), use device='cpu', or a smaller model"
+            )
+        smaller = max(tiling.MIN_TILE, current // 2)
+        self._oom_tile = smaller
+        note = f"out of memory with tile {tile or 'whole image'}; retried with tile {smaller}"
+        log.warning(note)
+        self.notes.append(note)
+        return smaller
+
+    def _pick_tile(self, n: int, h: int, w: int, tile: int | None) -> int:
+        if tile is None:
+            tile = self._auto_tile(n, h, w)
+        if self._oom_tile is not None:
+            tile = self._oom_tile if tile == 0 else min(tile, self._oom_tile)
+        return tile
+
+    def _auto_tile(self, n: int, h: int, w: int) -> int:
+        """Whole image when it fits, else the largest tile the device's memory allows (see
+        `tiling.memory_budget` and `tiling.activation_bytes_per_pixel`)."""
+        if self._bytes_per_px is None:
+            elem = 2 if self.precision == "fp16" else 4  # autocast keeps some fp32 tensors: count bf16 as 4
+            self._bytes_per_px = tiling.activation_bytes_per_pixel(
+                self.net, self.in_channels, self.size_multiple, elem
+            )
+        budget, cap = tiling.memory_budget(self.device)
+        return tiling.auto_tile_size(
+            h,
+            w,
+            bytes_per_pixel=self._bytes_per_px * n,
+            budget=budget,
+            cap=cap,
+            overlap=self.tile_overlap,
+            multiple=self.size_multiple,
+        )
+
+    def _check_size(self, h: int, w: int, *outs: tuple[int, int]) -> None:
+        for oh, ow in outs:
+            if oh * ow > self.max_output_pixels:
+                raise ImageTooLargeError(
+                    f"a {w}x{h} input gives a {ow}x{oh} output ({oh * ow / 1e6:.0f} MP), over the "
+                    f"{self.max_output_pixels / 1e6:.0f} MP limit; raise it with max_output_pixels=... "
+                    "if you have the memory for the result"
+                )
+
+    # Image API -------------------------------------------------------------------------------
+
+    def __call__(
+        self,
+        image: np.ndarray,
+        *,
+        alpha_mode: str = "model",
+        outscale: float | None = None,
+        progress: tiling.Progress | None = None,
+    ) -> np.ndarray:
+        """float32 HxW or HxWxC (C = 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA; straight alpha) in
+        [0, 1] -> float32 in [0, 1] with the same layout, round(H*outscale) x round(W*outscale).
+
+        alpha_mode: `model` runs alpha through the network, `bicubic` resizes it, `none` drops it.
+        Colour is premultiplied by alpha around the network, so hidden colour cannot leak.
+        """
+        img, squeeze = _as_hwc(image)
+        if alpha_mode not in ALPHA_MODES:
+            raise Img2ImgError(f"alpha_mode must be one of {ALPHA_MODES}, not {alpha_mode!r}")
+        h, w = img.shape[:2]
+        final = _final_size(h, w, self.scale if outscale is None else outscale)
+        self._check_size(h, w, (h * self.scale, w * self.scale), final)
+        out = self._process(img, alpha_mode, final, progress)
+        return out[..., 0] if squeeze else out
+
+    def _process(
+        self, img: np.ndarray, alpha_mode: str, final: tuple[int, int], progress: tiling.Progress | None
+    ) -> np.ndarray:
+        import cv2
+
+        c = img.shape[2]
+        has_alpha = c in (2, 4)
+        colour, alpha = img[..., : c - has_alpha], img[..., c - 1] if has_alpha else None
+        keep_alpha = alpha is not None and alpha_mode != "none"
+        if keep_alpha:
+            colour = colour * alpha[..., None]  # premultiply: colour hidden under alpha=0 becomes black
+        # Do run colour (and alpha as a grey image) through the network in one batch.
+        batch, per_channel = self._colour_batch(colour)
+        if keep_alpha and alpha_mode == "model":
+            batch.append(np.repeat(alpha[..., None], self.in_channels, axis=2))
+        x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2)
+        y = self.run_tensor(x, progress=progress).permute(0, 2, 3, 1).numpy()
+        if per_channel:
+            out = np.concatenate([y[i] for i in range(colour.shape[2])], axis=2)
+        else:
+            out = _convert_channels(y[0], colour.shape[2])
+        if keep_alpha:
+            if alpha_mode == "model":
+                a = y[-1].mean(axis=2)
+            else:
+                size = (out.shape[1], out.shape[0])
+                a = cv2.resize(np.ascontiguousarray(alpha), size, interpolation=cv2.INTER_CUBIC)
+            out = np.concatenate([out, a[..., None]], axis=2)
+        if out.shape[:2] != final:  # resize premultiplied colour: correct at alpha edges
+            shrink = final[0] * final[1] < out.shape[0] * out.shape[1]
+            flag = cv2.INTER_AREA if shrink else cv2.INTER_LANCZOS4
+            out = cv2.resize(np.ascontiguousarray(out), (final[1], final[0]), interpolation=flag)
+            out = out.reshape(final[0], final[1], -1)  # cv2 drops a single channel axis
+        # In place when `out` is already our own contiguous buffer; else this is the one copy made.
+        out = np.clip(out, 0, 1, out=out if out.flags.c_contiguous and out.flags.writeable else None)
+        if keep_alpha:  # un-premultiply; near alpha=0 the colour is invisible, so only avoid blow-ups
+            out[..., :-1] = np.clip(out[..., :-1] / np.maximum(out[..., -1:], 1 / 512), 0, 1)
+        return out
+
+    def _colour_batch(self, colour: np.ndarray) -> tuple[list[np.ndarray], bool]:
+        """Network inputs for grey or RGB `colour`, and whether they are per-channel grey images."""
+        cc, mi, mo = colour.shape[2], self.in_channels, self.out_channels
+        if mi not in (1, 3) or mo not in (1, 3):
+            raise Img2ImgError(
+                f"{self.card.name} maps {mi} to {mo} channels, not grey/RGB images; use Model.run_tensor"
+            )
+        if cc == mi:
+            return [colour], False
+        if mi == 3:  # grey into an RGB model: replicate, and convert the output back to luma
+            return [np.repeat(colour, 3, axis=2)], False
+        if mo == 1:  # RGB into a grey -> grey model: each channel as its own grey image
+            return [colour[..., i : i + 1] for i in range(3)], True
+        return [colour @ LUMA[:, None]], False  # RGB into a grey -> RGB model: its input is luma
+
+    def describe(self) -> dict:
+        """Name, task, scale, device, precision, tiling and size, for logs and info panels."""
+        c = self.card
+        return dict(
+            name=c.name, arch=c.arch, task=self.task, scale=self.scale, in_channels=self.in_channels,
+            out_channels=self.out_channels, device=str(self.device), precision=self.precision,
+            tile="auto" if self.tile is None else self.tile, tile_overlap=self.tile_overlap,
+            params=sum(p.numel() for p in self.net.parameters()), max_output_pixels=self.max_output_pixels,
+            notes=list(self.notes),
+        )  # fmt: skip
+
+    def __repr__(self) -> str:
+        d = self.describe()
+        return f"Model({d['name']!r}, {d['task']} x{d['scale']}, {d['device']}, {d['precision']})"
+
+
+def load(
+    name_or_path: str | Path,
+    *,
+    device: str = "auto",
+    precision: str = "auto",
+    tile: int | None = None,
+    tile_overlap: int | None = None,
+    max_output_pixels: int | None = None,
+) -> Model:
+    """Load a model by catalog name, released checkpoint, or our `.safetensors` file.
+
+    device: auto | cpu | cuda | cuda:N | mps. precision: auto (fp16 on CUDA, else fp32) | fp32 |
+    bf16 | fp16. tile: None = automatic, 0 = whole image, N = N x N input pixels per tile.
+    tile_overlap: input pixels of context and blend (default: the card's receptive radius).
+    """
+    net, card = load_network(_resolve_path(name_or_path))
+    return Model(
+        card,
+        net,
+        device=device,
+        precision=precision,
+        tile=tile,
+        tile_overlap=tile_overlap,
+        max_output_pixels=max_output_pixels,
+    )
+
+
+def _resolve_path(name_or_path: str | Path) -> Path:
+    """The catalog resolves names, released checkpoints, and card-less `.safetensors`; without it
+    only our own `.safetensors` files load."""
+    try:
+        from img2img.catalog import resolve_weights
+    except ModuleNotFoundError as e:
+        if e.name != "img2img.catalog":
+            raise
+        path = Path(name_or_path).expanduser()
+        if path.suffix == ".safetensors" and path.is_file():
+            return path
+        raise WeightsError(
+            f"{name_or_path}: not an existing .safetensors file, and the weights catalog is unavailable"
+        ) from e
+    return Path(resolve_weights(str(name_or_path)))
+
+
+def _as_hwc(image: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Validate a public-API image; returns float32 HxWxC and whether it was HxW."""
+    if not isinstance(image, np.ndarray):
+        raise ImageError(f"expected a numpy array, got {type(image).__name__}")
+    if not np.issubdtype(image.dtype, np.floating):
+        raise ImageError(f"expected float32 pixels in [0, 1], got {image.dtype}; divide 8-bit data by 255")
+    squeeze = image.ndim == 2
+    img = image[..., None] if squeeze else image
+    if img.ndim != 3 or img.shape[2] not in (1, 2, 3, 4) or min(img.shape[:2]) < 1:
+        raise ImageError(
+            f"expected HxW or HxWxC with C in 1-4 (grey, grey+alpha, RGB, RGBA), got {image.shape}"
+        )
+    img = img.astype(np.float32, copy=False)
+    lo, hi = float(img.min()), float(img.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ImageError("image contains NaN or Inf values")
+    if lo < -0.01 or hi > 1.01:
+        raise ImageError(f"pixel values span [{lo:g}, {hi:g}], expected [0, 1]; divide 8-bit data by 255")
+    return (np.clip(img, 0, 1) if lo < 0 or hi > 1 else img), squeeze
+
+
+def _final_size(h: int, w: int, outscale: float) -> tuple[int, int]:
+    if not (isinstance(outscale, int | float) and math.isfinite(outscale) and outscale > 0):
+        raise Img2ImgError(f"outscale must be a positive number, not {outscale!r}")
+    return max(1, round(h * outscale)), max(1, round(w * outscale))
+
+
+def _convert_channels(img: np.ndarray, channels: int) -> np.ndarray:
+    """HxWx{1,3} -> HxWx`channels`: grey is replicated, RGB becomes BT.601 luma."""
+    if img.shape[2] == channels:
+        return img
+    if channels == 1:
+        return img @ LUMA[:, None]
+    return np.repeat(img, channels, axis=2)

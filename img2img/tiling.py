@@ -1,0 +1,212 @@
+"""Tiled network evaluation: pad to the size multiple, run overlapping tiles, blend them with
+feathered (linear ramp) weights, and pick an automatic tile size from the device's memory.
+
+Geometry, per axis: the padded image is split into near-equal *cores* of at most `tile` pixels.
+Around each seam between two cores lies a feather band `overlap` input pixels wide (half on each
+side), where the two tiles' outputs are mixed with complementary linear ramps; every tile also
+reads `overlap` pixels of context beyond its band. So every output pixel that gets weight comes
+from a tile with at least `overlap` pixels of context, and tiling is exact whenever `overlap`
+covers the network's receptive radius.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MIN_TILE = 32  # the out-of-memory fallback never goes below this
+CPU_TILE_CAP = 512  # CPU/MPS: bigger tiles gain little speed and cost memory
+CUDA_TILE_CAP = 2048
+CPU_BUDGET_CAP = 4 << 30  # bytes of activations a CPU tile may use
+ACTIVATION_FACTOR = 6  # peak live memory / largest single activation (measured ~4.4-5.4 on CPU)
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+Progress = Callable[[int, int], None]
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad the bottom/right of NCHW `x` so H and W are multiples of `multiple` (reflect, or
+    replicate when the image is too small to reflect)."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if pw:
+        x = F.pad(x, (0, pw, 0, 0), mode="reflect" if pw < w else "replicate")
+    if ph:
+        x = F.pad(x, (0, 0, 0, ph), mode="reflect" if ph < h else "replicate")
+    return x
+
+
+def split_cores(length: int, tile: int) -> list[tuple[int, int]]:
+    """Split [0, length) into ceil(length / tile) near-equal cores (equal sizes balance the work
+    and keep the last core from being a sliver narrower than the feather band)."""
+    n = max(1, math.ceil(length / tile))
+    edges = [round(i * length / n) for i in range(n + 1)]
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
+def _span(start: int, end: int, length: int, ext: int, multiple: int) -> tuple[int, int]:
+    """Input range a tile reads: its core plus `ext` context on interior sides, aligned to
+    `multiple` so pixel-unshuffle nets see the same grid as on the whole image."""
+    a = 0 if start == 0 else max(0, start - ext)
+    b = length if end == length else min(length, end + ext)
+    a -= a % multiple
+    b += (-b) % multiple  # length is a multiple, so b stays <= length
+    return a, b
+
+
+def _ramp(start: int, end: int, length: int, half: float, lo: int, hi: int, scale: int) -> torch.Tensor:
+    """Weights of one tile for output pixels [lo, hi): 1 inside the core, linear ramps across the
+    bands around interior seams. Neighbours' ramps are complementary, so weights sum to 1."""
+    c = (torch.arange(lo, hi, dtype=torch.float64) + 0.5) / scale  # pixel centres, input units
+    w = torch.ones_like(c)
+    if start > 0:
+        w *= ((c - (start - half)) / (2 * half)).clamp(0, 1) if half > 0 else (c >= start).double()
+    if end < length:
+        w *= (((end + half) - c) / (2 * half)).clamp(0, 1) if half > 0 else (c < end).double()
+    return w.float()
+
+
+def run_tiled(
+    forward: Forward,
+    x: torch.Tensor,
+    *,
+    scale: int,
+    tile: int,
+    overlap: int,
+    multiple: int = 1,
+    progress: Progress | None = None,
+) -> torch.Tensor:
+    """Evaluate `forward` (NCHW -> NCHW, `scale`x larger, on CPU) over CPU `x` in tiles.
+
+    `tile` = core size in input pixels (0 = whole image in one pass); `overlap` = feather band
+    width and context, in input pixels. Returns float32 (N, C', H*scale, W*scale) on CPU.
+    """
+    n, _, h, w = x.shape
+    xp = pad_to_multiple(x, multiple)
+    hp, wp = xp.shape[-2:]
+    oh, ow = h * scale, w * scale
+    if tile <= 0 or (hp <= tile and wp <= tile):
+        y = forward(xp)
+        _check_out(y, xp, scale)
+        if progress:
+            progress(1, 1)
+        return y[..., :oh, :ow].clone()  # clone: a normal tensor, even if forward ran in inference mode
+
+    rows, cols = split_cores(hp, tile), split_cores(wp, tile)
+    shortest = min(e - s for s, e in rows + cols)
+    half = min(overlap / 2, shortest / 2)  # bands of adjacent seams must not overlap
+    ext = math.ceil(half + overlap)
+    total, done = len(rows) * len(cols), 0
+    out: torch.Tensor | None = None
+    for ys, ye in rows:
+        y0, y1 = _span(ys, ye, hp, ext, multiple)
+        r0, r1 = y0 * scale, min(y1 * scale, oh)
+        wy = _ramp(ys, ye, hp, half, r0, r1, scale)
+        for xs, xe in cols:
+            x0, x1 = _span(xs, xe, wp, ext, multiple)
+            q0, q1 = x0 * scale, min(x1 * scale, ow)
+            y = forward(xp[:, :, y0:y1, x0:x1])
+            _check_out(y, xp[:, :, y0:y1, x0:x1], scale)
+            if out is None:
+                out = torch.zeros(n, y.shape[1], oh, ow, dtype=torch.float32)
+            if r1 > r0 and q1 > q0:  # tiles lying wholly in the padding add nothing
+                wgt = wy[:, None] * _ramp(xs, xe, wp, half, q0, q1, scale)[None, :]
+                out[:, :, r0:r1, q0:q1] += y[:, :, : r1 - r0, : q1 - q0] * wgt
+            done += 1
+            if progress:
+                progress(done, total)
+    assert out is not None
+    return out
+
+
+def _check_out(y: torch.Tensor, x: torch.Tensor, scale: int) -> None:
+    want = (x.shape[0], x.shape[2] * scale, x.shape[3] * scale)
+    got = (y.shape[0], y.shape[2], y.shape[3])
+    if y.ndim != 4 or got != want:
+        raise RuntimeError(f"network returned {tuple(y.shape)} for input {tuple(x.shape)}; expected x{scale}")
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """True for CUDA/MPS/CPU allocation failures, which torch reports in several forms."""
+    if isinstance(e, torch.OutOfMemoryError):
+        return True
+    text = str(e)
+    return isinstance(e, RuntimeError) and (
+        "out of memory" in text.lower() or "DefaultCPUAllocator" in text or "can't allocate memory" in text
+    )
+
+
+def activation_bytes_per_pixel(net: nn.Module, in_channels: int, multiple: int, elem_bytes: int) -> float:
+    """Estimated peak activation memory per input pixel: ACTIVATION_FACTOR x the largest output of
+    any leaf module, found by a shape-only pass on the meta device (no compute, no memory)."""
+    from torch.func import functional_call
+
+    side = multiple * math.ceil(32 / multiple)
+    largest = [0]
+
+    def hook(_m: nn.Module, _i: object, o: object) -> None:
+        if isinstance(o, torch.Tensor):
+            largest[0] = max(largest[0], o.numel())
+
+    leaves = [m for m in net.modules() if not any(True for _ in m.children())]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    try:
+        meta = {k: torch.empty_like(v, device="meta") for k, v in net.state_dict().items()}
+        dtype = next((p.dtype for p in net.parameters()), torch.float32)
+        with torch.inference_mode():
+            functional_call(net, meta, (torch.empty(1, in_channels, side, side, device="meta", dtype=dtype),))
+    except Exception:  # an op without a meta kernel: fall back to a wide x4 network's figure
+        largest[0] = 1024 * side * side
+    finally:
+        for handle in handles:
+            handle.remove()
+    return ACTIVATION_FACTOR * elem_bytes * largest[0] / (side * side)
+
+
+def memory_budget(device: torch.device) -> tuple[int, int]:
+    """(bytes a tile's activations may use, largest tile) for `device`.
+
+    CUDA: 60% of the free memory reported by `torch.cuda.mem_get_info`, tiles up to 2048.
+    CPU/MPS: half the available system memory, at most 4 GiB, tiles up to 512.
+    """
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free * 0.6), CUDA_TILE_CAP
+    return min(available_system_memory() // 2, CPU_BUDGET_CAP), CPU_TILE_CAP
+
+
+def available_system_memory() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30  # unknown platform: assume a modest machine
+
+
+def auto_tile_size(
+    height: int, width: int, *, bytes_per_pixel: float, budget: int, cap: int, overlap: int, multiple: int = 1
+) -> int:
+    """Largest core size whose padded tile fits `budget` (0 = the whole image fits in one tile).
+
+    A tile reads its core plus about 1.5 x overlap on each side; the result is rounded down to a
+    multiple of 8 (and of `multiple`) and kept within [MIN_TILE, cap].
+    """
+    side = int(math.sqrt(max(budget, 1) / max(bytes_per_pixel, 1e-9)))
+    core = side - 2 * math.ceil(1.5 * overlap)
+    step = math.lcm(8, multiple)
+    core = max(MIN_TILE, min(cap, core) // step * step)
+    hp, wp = height + (-height) % multiple, width + (-width) % multiple
+    if hp <= core and wp <= core:
+        return 0
+    return core

@@ -1,0 +1,155 @@
+"""Tiling: padding, the tile grid, feathered blending (tiled == untiled), progress, out-of-memory
+detection and the automatic tile size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from img2img import tiling
+from img2img.archs import RRDBNet, SRVGGNetCompact
+from img2img.infer import load
+from img2img.weights import Card, save_weights
+
+
+def nearest(scale: int):
+    return lambda x: F.interpolate(x, scale_factor=scale, mode="nearest")
+
+
+def test_pad_reflects_and_replicates_when_too_small() -> None:
+    x = torch.arange(10.0).reshape(1, 1, 2, 5)
+    p = tiling.pad_to_multiple(x, 4)
+    assert p.shape == (1, 1, 4, 8)
+    assert p[0, 0, 0, 5:].tolist() == [3.0, 2.0, 1.0]  # reflected along W
+    assert p[0, 0, 2:, :5].tolist() == [x[0, 0, 1].tolist()] * 2  # H=2 cannot reflect 2 rows: replicated
+    assert tiling.pad_to_multiple(x, 1) is x
+    assert tiling.pad_to_multiple(torch.ones(1, 3, 1, 1), 4).shape == (1, 3, 4, 4)
+
+
+@pytest.mark.parametrize("length, tile", [(100, 32), (33, 32), (7, 32), (96, 48), (1, 1)])
+def test_cores_cover_evenly_and_respect_the_tile(length: int, tile: int) -> None:
+    cores = tiling.split_cores(length, tile)
+    assert cores[0][0] == 0 and cores[-1][1] == length
+    assert all(a[1] == b[0] for a, b in zip(cores, cores[1:], strict=False))
+    sizes = [e - s for s, e in cores]
+    assert max(sizes) <= tile and max(sizes) - min(sizes) <= 1
+
+
+@pytest.mark.parametrize("multiple", [1, 2, 4])
+@pytest.mark.parametrize("tile", [3, 5, 16])
+@pytest.mark.parametrize("overlap", [0, 1, 4])
+def test_blend_weights_sum_to_one(multiple: int, tile: int, overlap: int) -> None:
+    # A receptive field of one pixel: every tiling must reproduce the untiled result exactly.
+    x = torch.rand(2, 3, 23, 18)
+    want = nearest(3)(x)
+    got = tiling.run_tiled(nearest(3), x, scale=3, tile=tile, overlap=overlap, multiple=multiple)
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, atol=1e-6)
+
+
+def lively_rrdb(scale: int) -> RRDBNet:
+    torch.manual_seed(scale)
+    net = RRDBNet(nf=8, nb=1, gc=4, scale=scale)
+    with torch.no_grad():  # random init gives a nearly flat output; make it vary over [0, 1]
+        net.conv_last.weight.mul_(8)
+        net.conv_last.bias.fill_(0.5)
+    return net
+
+
+# (net, scale, size multiple, receptive radius in input pixels, tile sizes to try)
+CASES = {
+    "compact-x4": (lambda: SRVGGNetCompact(nf=8, num_conv=2), 4, 1, 4, [7, 16, 30]),
+    "rrdb-x4": (lambda: lively_rrdb(4), 4, 1, 19, [13, 32]),
+    "rrdb-x2": (lambda: lively_rrdb(2), 2, 2, 19, [15, 21]),
+    "rrdb-x1": (lambda: lively_rrdb(1), 1, 4, 19, [13, 30]),
+}
+
+
+def save(tmp_path: Path, case: str) -> Path:
+    make, scale, multiple, radius, _ = CASES[case]
+    net = make()
+    if case.startswith("compact"):
+        arch, kwargs = "SRVGGNetCompact", {"nf": 8, "num_conv": 2}
+    else:
+        arch, kwargs = "RRDBNet", {"nf": 8, "nb": 1, "gc": 4, "scale": scale}
+    card = Card(case, arch, kwargs, "upscale", scale=scale, size_multiple=multiple, receptive_radius=radius)
+    return save_weights(tmp_path / f"{case}.safetensors", net, card)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_tiled_equals_untiled_when_overlap_covers_the_receptive_field(tmp_path: Path, case: str) -> None:
+    m = load(save(tmp_path, case), device="cpu")
+    x = torch.rand(1, 3, 61, 45)
+    whole = m.run_tensor(x, tile=0)
+    assert whole.shape == (1, 3, 61 * m.scale, 45 * m.scale) and whole.std() > 0.05
+    for tile in CASES[case][4]:
+        tiled = m.run_tensor(x, tile=tile)
+        assert (tiled - whole).abs().max() < 1 / 255, f"tile {tile}"
+
+
+def test_too_little_overlap_shows_seams(tmp_path: Path) -> None:
+    # The check above can fail: without context the tiles disagree with the whole image.
+    path = save(tmp_path, "rrdb-x2")
+    x = torch.rand(1, 3, 40, 40)
+    whole = load(path, device="cpu").run_tensor(x, tile=0)
+    tiled = load(path, device="cpu", tile_overlap=0).run_tensor(x, tile=16)
+    assert (tiled - whole).abs().max() > 1 / 255
+
+
+def test_progress_counts_tiles(tmp_path: Path) -> None:
+    m = load(save(tmp_path, "compact-x4"), device="cpu", tile=16)
+    steps: list[tuple[int, int]] = []
+    m.run_tensor(torch.rand(1, 3, 64, 40), progress=lambda d, n: steps.append((d, n)))
+    assert steps == [(i, 12) for i in range(1, 13)]  # 4 rows x 3 columns
+    steps.clear()
+    m.run_tensor(torch.rand(1, 3, 10, 10), tile=0, progress=lambda d, n: steps.append((d, n)))
+    assert steps == [(1, 1)]
+
+
+def test_out_of_memory_is_recognised_in_its_forms() -> None:
+    assert tiling.is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory"))
+    assert tiling.is_out_of_memory(RuntimeError("MPS backend out of memory (MPS allocated: 9 GB)"))
+    assert tiling.is_out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: 8 GB"))
+    assert not tiling.is_out_of_memory(RuntimeError("Given groups=1, weight of size [8, 3, 3, 3]"))
+    assert not tiling.is_out_of_memory(ValueError("out of memory"))
+
+
+def test_activation_estimate_ranks_the_networks() -> None:
+    with torch.device("meta"):  # full-size networks, without allocating their weights
+        rrdb, compact = RRDBNet(), SRVGGNetCompact()
+    per_px_rrdb = tiling.activation_bytes_per_pixel(rrdb, 3, 1, 4)
+    per_px_compact = tiling.activation_bytes_per_pixel(compact, 3, 1, 4)
+    # RRDB's widest activation is 64 channels at 4x resolution = 1024 values per input pixel.
+    assert per_px_rrdb == tiling.ACTIVATION_FACTOR * 4 * 1024
+    assert per_px_compact == tiling.ACTIVATION_FACTOR * 4 * 64
+    assert tiling.activation_bytes_per_pixel(compact, 3, 1, 2) == per_px_compact / 2
+
+
+def test_auto_tile_size() -> None:
+    budget = 4 << 30
+    kw = dict(budget=budget, cap=512, overlap=16)
+    compact, rrdb = tiling.ACTIVATION_FACTOR * 4 * 64, tiling.ACTIVATION_FACTOR * 4 * 1024
+    assert tiling.auto_tile_size(300, 200, bytes_per_pixel=compact, **kw) == 0  # small: whole image
+    assert tiling.auto_tile_size(3000, 2000, bytes_per_pixel=compact, **kw) == 512
+    t = tiling.auto_tile_size(3000, 2000, bytes_per_pixel=rrdb, **kw)
+    assert 128 <= t < 512 and t % 8 == 0
+    assert (t + 2 * 24) ** 2 * rrdb <= budget  # the padded tile fits the budget
+    assert tiling.auto_tile_size(3000, 2000, bytes_per_pixel=rrdb, budget=1 << 20, cap=512, overlap=16) == 32
+    assert tiling.auto_tile_size(3000, 2000, bytes_per_pixel=rrdb, multiple=16, **kw) % 16 == 0
+
+
+def test_cpu_budget_is_bounded() -> None:
+    budget, cap = tiling.memory_budget(torch.device("cpu"))
+    assert 0 < budget <= tiling.CPU_BUDGET_CAP and cap == tiling.CPU_TILE_CAP
+    assert tiling.available_system_memory() > 0
+
+
+def test_automatic_tile_on_cpu(tmp_path: Path) -> None:
+    m = load(save(tmp_path, "compact-x4"), device="cpu")
+    assert m._auto_tile(1, 100, 80) == 0
+    assert m._auto_tile(1, 5000, 300) == 512
+    x = torch.rand(1, 3, 40, 30)
+    assert torch.equal(m.run_tensor(x), m.run_tensor(x, tile=0))
