@@ -132,11 +132,9 @@ def main() -> None:
     hdr = f"{'model':22} {'input':>8} " + " ".join(f"{c:>11}" for c in cols)
     print(hdr + "\n" + "-" * len(hdr))
     for r in rows:
-        print(
-            f"{r['model']:22} {r['input']:>8} {r['naive_fp32_mp_s']:>8.3f} MP/s {r['default_mp_s']:>6.3f} MP/s"
-            f" {r['bf16_mp_s']:>6.3f} MP/s {r['default_vs_naive']:>8.2f}x {r['bf16_vs_naive']:>9.2f}x"
-            f" {r['psnr_bf16_vs_fp32_db']:>7.1f} dB"
-        )
+        cells = [f"{r[k]:.3f} MP/s" for k in ("naive_fp32_mp_s", "default_mp_s", "bf16_mp_s")]
+        cells += [f"{r['default_vs_naive']:.2f}x", f"{r['bf16_vs_naive']:.2f}x", f"{r['psnr_bf16_vs_fp32_db']:.1f} dB"]
+        print(f"{r['model']:22} {r['input']:>8} " + " ".join(f"{c:>11}" for c in cells))
     for m in mem:
         print(
             f"\npeak RSS, {m['model']} {m['input']} ({m['precision']}, tile {m['tile']}): {m['peak_rss_mb']:.0f} MB"
