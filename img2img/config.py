@@ -1,0 +1,334 @@
+"""Run configs: YAML -> typed dataclasses. Unknown keys fail with the full key path and a suggestion,
+wrong types and bad values fail with the path, and dotted overrides (`train.batch_size=8`) apply first.
+A run config is `recipe: NAME`, the engine's `train:` section, and the recipe's own sections."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import math
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from img2img.errors import ConfigError
+
+
+def num(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None) -> Any:
+    """A dataclass field with bounds checked at load time."""
+    return field(default=default, metadata={"ge": ge, "gt": gt, "le": le})
+
+
+class ArchSpec(dict):
+    """A network in a config: `{arch: RRDBNet, nf: 64, nb: 23}`; keys other than `arch` are checked
+    against the arch's keyword arguments, so `model.G.nb=4` overrides one of them."""
+
+    @property
+    def arch(self) -> str:
+        return self["arch"]
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return {k: v for k, v in self.items() if k != "arch"}
+
+    def build(self) -> Any:
+        from img2img.archs import build_arch
+
+        return build_arch(self.arch, **self.kwargs)
+
+
+@dataclass
+class EMAConfig:
+    decay: float = num(0.999, ge=0.0, le=1.0)  # shadow = decay * shadow + (1 - decay) * weights
+    networks: list[str] = field(default_factory=list)  # e.g. [G]; empty = no EMA
+    warmup: bool = True  # decay ramps as (1 + n) / (10 + n) up to `decay` over the first updates
+
+
+@dataclass
+class ScheduleConfig:
+    kind: Literal["constant", "linear", "multistep", "cosine"] = "constant"
+    milestones: list[int] = field(default_factory=list)  # multistep: steps where lr *= gamma
+    gamma: float = num(0.5, gt=0.0)
+    decay_steps: int = num(0, ge=0)  # linear: decay to 0 over the last N steps (pix2pix / CycleGAN)
+    min_lr_ratio: float = num(0.0, ge=0.0, le=1.0)  # cosine: floor as a fraction of the start lr
+    warmup_steps: int = num(0, ge=0)  # linear warm-up from 0, any kind
+
+
+@dataclass
+class TrainConfig:
+    """The engine's section; every recipe shares it."""
+
+    steps: int = num(1000, gt=0)  # optimisation iterations (one batch each, all due phases)
+    batch_size: int = num(16, gt=0)  # per process
+    num_workers: int = num(2, ge=0)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun: the local GPU)
+    amp: Literal["off", "bf16", "fp16"] = "off"  # fp16 needs CUDA; bf16 autocast also works on CPU
+    grad_clip: float = num(0.0, ge=0.0)  # max global grad norm per phase; 0 = off
+    ema: EMAConfig = field(default_factory=EMAConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    log_every: int = num(50, gt=0)
+    sample_every: int = num(1000, ge=0)  # 0 = never
+    val_every: int = num(0, ge=0)  # 0 = only at the end (if the recipe has validation data)
+    ckpt_every: int = num(1000, gt=0)
+    keep_last: int = num(3, gt=0)  # checkpoints kept in out_dir/checkpoints
+    out_dir: str = "runs/run"  # relative to the current directory
+    resume: str | None = None  # null | auto | path to a checkpoint or run folder
+    init_from: dict[str, str] = field(default_factory=dict)  # NET: weights file, catalog name, or run
+    max_skipped_fraction: float = num(0.05, ge=0.0, le=1.0)  # abort when more samples are unreadable
+    progress: bool = True  # tqdm bar on the main process
+
+
+@dataclass
+class RunConfig:
+    """A resolved config: the recipe name, the engine's section and the recipe's config object."""
+
+    recipe: str
+    train: TrainConfig
+    spec: Any  # the recipe's config dataclass; its fields are top-level YAML sections
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"recipe": self.recipe, "train": to_dict(self.train), **to_dict(self.spec)}
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+
+# ---------------------------------------------------------------- typed parsing
+
+
+def _suggest(key: str, known: Iterable[str], prefix: str) -> str:
+    known = sorted(known)
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {prefix}{close[0]}?"
+    return "known keys: " + ", ".join(prefix + k for k in known)
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def parse(cls: type, data: Any, path: str = "") -> Any:
+    """Build dataclass `cls` from plain YAML data, checking every key, type and bound."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path or 'config'}: expected a mapping, got {type(data).__name__} {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    for key in data:
+        if key not in fields:
+            prefix = path + "." if path else ""
+            raise ConfigError(f"{_join(path, str(key))}: unknown key; {_suggest(str(key), fields, prefix)}")
+    values = {}
+    for name, f in fields.items():
+        p = _join(path, name)
+        if name in data:
+            values[name] = _check_bounds(f, _coerce(hints[name], data[name], p), p)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{p}: required key is missing")
+    try:
+        return cls(**values)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{path or 'config'}: {e}") from e
+
+
+def _check_bounds(f: dataclasses.Field, value: Any, path: str) -> Any:
+    m = f.metadata
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{path}: must be a finite number, got {value}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if m.get("ge") is not None and value < m["ge"]:
+            raise ConfigError(f"{path}: must be >= {m['ge']}, got {value}")
+        if m.get("gt") is not None and value <= m["gt"]:
+            raise ConfigError(f"{path}: must be > {m['gt']}, got {value}")
+        if m.get("le") is not None and value > m["le"]:
+            raise ConfigError(f"{path}: must be <= {m['le']}, got {value}")
+    return value
+
+
+def _coerce(tp: Any, value: Any, path: str) -> Any:  # noqa: C901 - one branch per supported type
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        errors = []
+        for a in options:
+            try:
+                return _coerce(a, value, path)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{path}: {value!r} fits none of {options}")
+    if origin is Literal:
+        if value not in args:
+            close = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ConfigError(f"{path}: {value!r} is not one of {', '.join(map(str, args))}{hint}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return parse(tp, value, path)
+    if tp is ArchSpec:
+        return _arch_spec(value, path)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{path}: expected {len(args)} values, got {len(value)}")
+            return tuple(_coerce(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
+        item = args[0] if args else Any
+        out = [_coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+        vt = args[1] if args else Any
+        return {str(k): _coerce(vt, v, f"{path}.{k}") for k, v in value.items()}
+    return _scalar(tp, value, path)
+
+
+def _scalar(tp: Any, value: Any, path: str) -> Any:
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        # YAML 1.1 reads `1e6` as a string; accept any integral number.
+        if isinstance(value, str):
+            value = _number(value)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, str):
+            value = _number(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    else:
+        raise ConfigError(f"{path}: unsupported config type {tp}")
+    raise ConfigError(f"{path}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
+
+
+def _number(text: str) -> Any:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _arch_spec(value: Any, path: str) -> ArchSpec:
+    from img2img.archs import ARCHS
+
+    if not isinstance(value, Mapping) or "arch" not in value:
+        raise ConfigError(f"{path}: expected a mapping with `arch:` and its arguments, got {value!r}")
+    name = value["arch"]
+    if name not in ARCHS:
+        close = difflib.get_close_matches(str(name), list(ARCHS), n=1)
+        hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(sorted(ARCHS))}"
+        raise ConfigError(f"{path}.arch: unknown architecture {name!r}; {hint}")
+    params = inspect.signature(ARCHS[name].__init__).parameters
+    accepted = {k: p for k, p in params.items() if k != "self" and p.kind is p.POSITIONAL_OR_KEYWORD}
+    for key, v in value.items():
+        if key == "arch":
+            continue
+        if key not in accepted:
+            raise ConfigError(f"{path}.{key}: not an argument of {name}; {_suggest(key, accepted, path + '.')}")
+        default = accepted[key].default
+        if default is not inspect.Parameter.empty and default is not None and type(v) is not type(default):
+            if not (isinstance(default, float) and isinstance(v, int) and not isinstance(v, bool)):
+                raise ConfigError(f"{path}.{key}: expected {type(default).__name__}, got {v!r}")
+    return ArchSpec(value)
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain YAML-safe containers (tuples become lists) from dataclasses and containers."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(k): to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+# ---------------------------------------------------------------- files and overrides
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply `a.b.c=VALUE` strings (VALUE parsed as YAML) to nested plain data, in order."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"override {item!r} must look like section.key=value (e.g. train.steps=100)")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: value is not valid YAML ({e})") from e
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = value
+    return data
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def from_dict(data: Mapping[str, Any], registry: Mapping[str, Any] | None = None) -> RunConfig:
+    """Resolve plain data (a YAML file after overrides, or a checkpoint's config) into a RunConfig.
+    `registry` maps recipe names to recipe classes with a `Config` dataclass (default: RECIPES)."""
+    if registry is None:
+        from img2img.recipes import RECIPES as registry
+    data = dict(data)
+    name = data.pop("recipe", None)
+    if name is None:
+        raise ConfigError(f"recipe: required key is missing; one of {', '.join(sorted(registry))}")
+    if name not in registry:
+        close = difflib.get_close_matches(str(name), list(registry), n=1)
+        hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(sorted(registry))}"
+        raise ConfigError(f"recipe: unknown recipe {name!r}; {hint}")
+    spec_cls = registry[name].Config
+    spec_keys = {f.name for f in dataclasses.fields(spec_cls)}
+    for key in data:
+        if key != "train" and key not in spec_keys:
+            raise ConfigError(f"{key}: unknown key; {_suggest(key, spec_keys | {'recipe', 'train'}, '')}")
+    train = parse(TrainConfig, data.pop("train", None), "train")
+    spec = parse(spec_cls, data, "")
+    registry[name].check_config(spec)
+    return RunConfig(recipe=name, train=train, spec=spec)
+
+
+def load_config(
+    path: str | Path, overrides: Iterable[str] = (), registry: Mapping[str, Any] | None = None
+) -> RunConfig:
+    """Read a YAML config, apply dotted overrides, and check everything."""
+    return from_dict(apply_overrides(read_yaml(path), overrides), registry)

@@ -1,0 +1,112 @@
+"""What a training method declares to the engine: its networks, its phases, and per phase a dict of
+named, already-weighted loss terms. A recipe never calls backward/step/.to/autocast or a logger;
+the engine (`img2img.train.Trainer`) does all of that, the same way for every recipe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+
+@dataclass
+class Phase:
+    """One optimizer: the networks it updates, its Adam(W) settings, and how often it runs."""
+
+    name: str
+    networks: list[str]
+    lr: float
+    betas: tuple[float, float] = (0.9, 0.999)
+    every: int = 1  # run on steps where step % every == 0
+    weight_decay: float = 0.0  # > 0 switches to AdamW
+
+    def __post_init__(self) -> None:
+        if not self.networks:
+            raise ValueError(f"phase {self.name!r} updates no networks")
+        if self.every < 1 or self.lr < 0:
+            raise ValueError(f"phase {self.name!r}: every must be >= 1 and lr >= 0")
+
+
+Nets = dict[str, nn.Module]
+Batch = dict[str, Any]
+ImageRow = list[torch.Tensor]  # CHW tensors in [0, 1]; the engine pads them into one grid
+
+
+class Recipe:
+    """Base class. Subclasses set `name` and `Config` (their config dataclass) and implement
+    `build_networks`, `phases`, `losses`, `make_dataset`; the rest has sensible defaults.
+
+    Call order per iteration: for each due phase (in `phases()` order) the engine enables grads on
+    that phase's networks only, calls `losses(phase, batch, nets, scratch)`, sums the terms and
+    steps. `scratch` is a dict that lives for one iteration, so a G phase can leave its fake images
+    for the D phase (`scratch["fake"].detach()`) instead of running G twice.
+    """
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type] = object
+
+    def __init__(self, cfg: Any, *, seed: int = 0) -> None:
+        self.cfg = cfg
+        self.seed = seed
+
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        """Cross-field checks (raise ConfigError naming the keys); run at load time, so --dry-run
+        catches them too."""
+
+    # ---- what to build
+    def build_networks(self) -> Nets:
+        raise NotImplementedError
+
+    def phases(self) -> list[Phase]:
+        raise NotImplementedError
+
+    def aux_modules(self) -> dict[str, nn.Module]:
+        """Frozen helper modules used by losses (e.g. VGG features): moved to the device, never
+        trained or checkpointed."""
+        return {}
+
+    # ---- what to compute
+    def losses(self, phase: str, batch: Batch, nets: Nets, scratch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def make_dataset(self) -> Dataset:
+        raise NotImplementedError
+
+    # ---- state kept across iterations besides network weights (e.g. CycleGAN image pools)
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    # ---- what to show and measure (nets are the EMA copies where the run keeps EMA)
+    @torch.no_grad()
+    def sample_images(self, batch: Batch, nets: Nets) -> list[ImageRow]:
+        return []
+
+    @torch.no_grad()
+    def validate(self, nets: Nets, device: torch.device) -> dict[str, float]:
+        """Measured numbers on held-out data (empty when the config has none)."""
+        return {}
+
+    # ---- what to ship
+    def export_card(self, net: str) -> dict[str, Any] | None:
+        """Card fields (arch, arch_kwargs, task, scale, value_range, ...) for a network users run,
+        or None for training-only networks such as discriminators."""
+        return None
+
+    def data_description(self) -> dict[str, Any]:
+        """What the run trained on, recorded in exported cards."""
+        return {}
+
+
+def batch_size_of(batch: Batch) -> int:
+    """Number of samples in a collated batch (first tensor's leading dimension)."""
+    for v in batch.values():
+        if isinstance(v, torch.Tensor):
+            return int(v.shape[0])
+    return 0
