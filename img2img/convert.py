@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from img2img.archs import build_arch
+from img2img.convert_junyanz import DETECTORS as JUNYANZ_DETECTORS
 from img2img.errors import WeightsError
 from img2img.weights import Card
 
@@ -304,7 +305,7 @@ def detect_srvgg(sd: dict[str, torch.Tensor], ctx: Context) -> tuple[dict, Card]
     return sd, card
 
 
-DETECTORS: list[Detector] = [detect_rrdb_basicsr, detect_rrdb_esrgan, detect_rrdb_old, detect_srvgg]
+DETECTORS: list[Detector] = [detect_rrdb_basicsr, detect_rrdb_esrgan, detect_rrdb_old, detect_srvgg, *JUNYANZ_DETECTORS]
 
 
 # ---------------------------------------------------------------- public entry points

@@ -5,14 +5,21 @@ from __future__ import annotations
 from torch import nn
 
 from img2img.archs.discriminators import UNetDiscriminatorSN, VGGStyleDiscriminator
+from img2img.archs.patchgan import PatchDiscriminator, PixelDiscriminator
+from img2img.archs.resnet import ResnetGenerator
 from img2img.archs.rrdbnet import RRDBNet
 from img2img.archs.srvgg import SRVGGNetCompact
+from img2img.archs.unet import UNetGenerator
 
 ARCHS: dict[str, type[nn.Module]] = {
     "RRDBNet": RRDBNet,
     "SRVGGNetCompact": SRVGGNetCompact,
     "VGGStyleDiscriminator": VGGStyleDiscriminator,
     "UNetDiscriminatorSN": UNetDiscriminatorSN,
+    "UNetGenerator": UNetGenerator,
+    "ResnetGenerator": ResnetGenerator,
+    "PatchDiscriminator": PatchDiscriminator,
+    "PixelDiscriminator": PixelDiscriminator,
 }
 
 
