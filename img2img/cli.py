@@ -11,7 +11,17 @@ import sys
 from img2img.errors import Img2ImgError
 
 # sub-command name -> module (one line per command; aliases point at the same module)
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "upscale": "img2img.commands.upscale",
+    "convert": "img2img.commands.convert",
+    "models": "img2img.commands.models",
+    "app": "img2img.commands.app",
+    "eval": "img2img.commands.evaluate",
+    "train": "img2img.commands.train",
+    "export": "img2img.commands.export",
+    "interpolate": "img2img.commands.interpolate",
+    "finetune": "img2img.commands.finetune",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
