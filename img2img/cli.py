@@ -13,6 +13,7 @@ from img2img.errors import Img2ImgError
 # sub-command name -> module (one line per command; aliases point at the same module)
 COMMANDS: dict[str, str] = {
     "upscale": "img2img.commands.upscale",
+    "translate": "img2img.commands.translate",
     "convert": "img2img.commands.convert",
     "models": "img2img.commands.models",
     "app": "img2img.commands.app",

@@ -146,7 +146,13 @@ class Model:
         tile: int | None = None,
         tile_overlap: int | None = None,
         max_output_pixels: int | None = None,
+        train_mode: bool = False,
     ) -> None:
+        if train_mode and tile not in (None, 0):
+            raise Img2ImgError(
+                "train_mode normalises with each image's own statistics, so it runs whole images: "
+                f"leave tile unset (or 0), not {tile}"
+            )
         for label, value in (("tile", tile), ("tile_overlap", tile_overlap)):
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise Img2ImgError(
@@ -160,11 +166,16 @@ class Model:
         self.size_multiple = math.lcm(int(card.size_multiple), int(getattr(net, "size_multiple", 1)))
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
-        self.tile = tile
+        self.train_mode = bool(train_mode)
+        self.tile = 0 if train_mode else tile
         self.tile_overlap = card.receptive_radius if tile_overlap is None else tile_overlap
         self.max_output_pixels = max_output_pixels or DEFAULT_MAX_OUTPUT_PIXELS
         self._forward = TileForward(net, self.device, self.precision, card.value_range)
         self.net = self._forward.net
+        if train_mode:  # dropout on, batch statistics: how the released pix2pix results were made
+            from img2img.layers import train_mode_inference
+
+            train_mode_inference(self.net)
         self.notes = self._forward.notes  # fp16 reruns and out-of-memory retries, for logs
         self._oom_tile: int | None = None  # after an out-of-memory, later runs stay at or below this
         self._bytes_per_px: float | None = None
@@ -337,7 +348,7 @@ class Model:
         return dict(
             name=c.name, arch=c.arch, task=self.task, scale=self.scale, in_channels=self.in_channels,
             out_channels=self.out_channels, device=str(self.device), precision=self.precision,
-            tile="auto" if self.tile is None else self.tile, tile_overlap=self.tile_overlap,
+            tile="auto" if self.tile is None else self.tile, tile_overlap=self.tile_overlap, train_mode=self.train_mode,
             params=sum(p.numel() for p in self.net.parameters()), max_output_pixels=self.max_output_pixels,
             notes=list(self.notes),
         )  # fmt: skip
@@ -355,12 +366,15 @@ def load(
     tile: int | None = None,
     tile_overlap: int | None = None,
     max_output_pixels: int | None = None,
+    train_mode: bool = False,
 ) -> Model:
     """Load a model by catalog name, released checkpoint, or our `.safetensors` file.
 
     device: auto | cpu | cuda | cuda:N | mps. precision: auto (fp16 on CUDA, else fp32) | fp32 |
     bf16 | fp16. tile: None = automatic, 0 = whole image, N = N x N input pixels per tile.
     tile_overlap: input pixels of context and blend (default: the card's receptive radius).
+    train_mode: run dropout and batch norm as in training (batch statistics of each image), as the
+    released pix2pix results were made; whole images only. Default: eval mode (running statistics).
     """
     net, card = load_network(_resolve_path(name_or_path))
     return Model(
@@ -371,6 +385,7 @@ def load(
         tile=tile,
         tile_overlap=tile_overlap,
         max_output_pixels=max_output_pixels,
+        train_mode=train_mode,
     )
 
 

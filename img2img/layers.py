@@ -119,3 +119,17 @@ def _conv_pad(padding: str) -> int:
 def count_parameters(net: nn.Module) -> int:
     """Trainable and frozen parameters (buffers such as running statistics excluded)."""
     return sum(p.numel() for p in net.parameters())
+
+
+def train_mode_inference(net: nn.Module) -> nn.Module:
+    """Put `net` (in place) into the state the released pix2pix test images were made in: dropout
+    active and batch norm normalising with the current batch's statistics. Momentum 0 keeps the
+    running statistics unchanged, so the weights are not altered by running it."""
+    net.eval()
+    for m in net.modules():
+        if isinstance(m, nn.Dropout | nn.Dropout2d):
+            m.train()
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.train()
+            m.momentum = 0.0
+    return net

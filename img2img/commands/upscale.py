@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +23,33 @@ exit status: 0 all done, 1 some files failed (listed on stderr), 2 usage or mode
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_file_arguments(p, _EPILOG)
+    src = p.add_mutually_exclusive_group()
+    src.add_argument(
+        "--model", help=f"catalog model name (default {DEFAULT_MODEL}; realesrgan-x4plus for full quality)"
+    )
+    src.add_argument("--weights", type=Path, help="our .safetensors or a released .pth / ncnn .param file")
+    p.add_argument("--outscale", type=float, help="final scale (e.g. 2 with a x4 model); default: the model's scale")
+    p.add_argument(
+        "--alpha",
+        default="model",
+        choices=["model", "bicubic", "none"],
+        help="how to upscale an alpha channel (none drops it)",
+    )
+    add_engine_arguments(p)
+
+
+def add_file_arguments(p: argparse.ArgumentParser, epilog: str) -> None:
+    """Inputs, output naming and overwrite policy: the same for every batch command."""
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.usage = "%(prog)s INPUT... OUTPUT [options]"
-    p.epilog = _EPILOG
+    p.epilog = epilog
     p.add_argument(
         "paths",
         nargs="+",
         metavar="INPUT... OUTPUT",
         help="image files and/or folders, then the output folder",
     )
-    src = p.add_mutually_exclusive_group()
-    src.add_argument(
-        "--model", help=f"catalog model name (default {DEFAULT_MODEL}; realesrgan-x4plus for full quality)"
-    )
-    src.add_argument("--weights", type=Path, help="our .safetensors or a released .pth / ncnn .param file")
     p.add_argument("--recursive", action="store_true", help="include subfolders, mirroring the tree under OUTPUT")
     p.add_argument(
         "--name", default="{name}", help="output name template: {name} {ext} {scale} {model} (default {name})"
@@ -52,15 +66,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     exist.add_argument(
         "--skip-existing", action="store_true", help="leave existing outputs alone and skip those inputs"
     )
-    p.add_argument("--outscale", type=float, help="final scale (e.g. 2 with a x4 model); default: the model's scale")
+
+
+def add_engine_arguments(p: argparse.ArgumentParser) -> None:
+    """Tiling, precision, device, input limits and output verbosity of the inference engine."""
     p.add_argument("--tile", type=int, help="tile size in input pixels (0 = whole image; default: automatic)")
     p.add_argument("--tile-overlap", type=int, help="overlap between tiles in input pixels")
-    p.add_argument(
-        "--alpha",
-        default="model",
-        choices=["model", "bicubic", "none"],
-        help="how to upscale an alpha channel (none drops it)",
-    )
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument(
@@ -120,15 +131,35 @@ class _TileBar:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.outscale is not None and args.outscale <= 0:
+        raise ConfigError(f"--outscale must be positive, not {args.outscale}")
+
+    def load(device: str) -> Any:
+        return _load_model(args, device)
+
+    def apply(model: Any, x: Any, tiles: Any) -> Any:
+        return model(x, alpha_mode=args.alpha, outscale=args.outscale, progress=tiles)
+
+    return run_files(args, "upscale", load, apply, scale=lambda m: args.outscale or m.scale)
+
+
+def run_files(
+    args: argparse.Namespace,
+    verb: str,
+    load: Callable[[str], Any],
+    apply: Callable[[Any, Any, Any], Any],
+    *,
+    scale: Callable[[Any], Any],
+) -> int:
+    """The batch run shared by upscale / translate: check the paths, load the model for this rank's
+    device, run `apply(model, image, tile_progress)` on every file, report, and return the exit code."""
     import numpy as np
     from tqdm import tqdm
 
     from img2img import batch
 
     if len(args.paths) < 2:
-        raise ConfigError("give at least one input and then the output folder: img2img upscale INPUT... OUTPUT")
-    if args.outscale is not None and args.outscale <= 0:
-        raise ConfigError(f"--outscale must be positive, not {args.outscale}")
+        raise ConfigError(f"give at least one input and then the output folder: img2img {verb} INPUT... OUTPUT")
     rank, world, local_rank = batch.dist_env()
     opts = batch.BatchOptions(
         inputs=[Path(p) for p in args.paths[:-1]],
@@ -143,8 +174,8 @@ def run(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
     )
     batch.validate_inputs(opts)  # usage errors before the (slower) model load
-    model = _load_model(args, _device(args.device, world, local_rank))
-    opts.template_fields = {"scale": args.outscale or model.scale, "model": model.card.name}
+    model = load(_device(args.device, world, local_rank))
+    opts.template_fields = {"scale": scale(model), "model": model.card.name}
     progress: bool | str = False if args.quiet else ("always" if args.progress else True)
     bars = batch.progress_enabled(progress)
 
@@ -153,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
         tiles = _TileBar(bars, Path(img.path).name)
         seen = len(model.notes)  # the model notes fp16 reruns and out-of-memory tile retries
         try:
-            out = model(x, alpha_mode=args.alpha, outscale=args.outscale, progress=tiles)
+            out = apply(model, x, tiles)
         finally:
             tiles.close()
         return out, {"notes": list(model.notes[seen:])}
@@ -165,5 +196,5 @@ def run(args: argparse.Namespace) -> int:
     for line in batch.report_lines(report, rank=rank, world=world, quiet=args.quiet):
         print(line, file=sys.stderr)
     if not args.quiet:
-        print("upscale: " + batch.summary_line(report, opts.output, rank=rank, world=world))
+        print(f"{verb}: " + batch.summary_line(report, opts.output, rank=rank, world=world))
     return report.exit_code

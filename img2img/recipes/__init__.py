@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from img2img.recipes.base import Phase, Recipe
+from img2img.recipes.cyclegan import CycleGANRecipe
 from img2img.recipes.esrgan import ESRGANRecipe
+from img2img.recipes.pix2pix import Pix2PixRecipe
 
 RECIPES: dict[str, type[Recipe]] = {
     "esrgan": ESRGANRecipe,
+    "pix2pix": Pix2PixRecipe,
+    "cyclegan": CycleGANRecipe,
 }
 
 __all__ = ["RECIPES", "Phase", "Recipe"]
