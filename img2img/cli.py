@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "translate": "img2img.commands.translate",
     "convert": "img2img.commands.convert",
     "models": "img2img.commands.models",
+    "weights": "img2img.commands.weights",
     "app": "img2img.commands.app",
     "eval": "img2img.commands.evaluate",
     "train": "img2img.commands.train",
