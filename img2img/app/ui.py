@@ -47,8 +47,9 @@ def _input_image(task: str) -> gr.Image:
     )
 
 
-def _examples(image: gr.Image, label: str = "Examples") -> None:
-    files = sorted(EXAMPLES_DIR.glob("*.png"))
+def _examples(image: gr.Image, task: str, label: str = "Examples") -> None:
+    """The shipped examples for a task: `examples/<task>/*.png`, else the photos in `examples/`."""
+    files = sorted((EXAMPLES_DIR / task).glob("*.png")) or sorted(EXAMPLES_DIR.glob("*.png"))
     if files:
         gr.Examples(
             examples=[[str(f)] for f in files],
@@ -92,7 +93,7 @@ def upscale_tab(runner: Runner, infos: list[WeightsInfo]) -> None:
                     alpha = gr.Radio(list(ALPHA_MODES), value="model", label="Alpha channel", info=_ALPHA_INFO)
                     outscale = gr.Slider(1, scale, value=scale, step=0.5, label="Output scale")
                 run = gr.Button("Upscale", variant="primary", elem_id="upscale-run")
-                _examples(image)
+                _examples(image, "upscale")
             with gr.Column(scale=3):
                 slider, download, status, card = _result_panel(
                     "upscale", runner.describe(first), "Before (bicubic) / after"
@@ -127,7 +128,7 @@ def translate_tab(runner: Runner, infos: list[WeightsInfo]) -> None:
                     tile = gr.Dropdown(list(TILES), value="auto", label="Tile size", info=_TILE_INFO)
                     precision = gr.Radio(precisions(), value="auto", label="Precision", info=_PRECISION_INFO)
                 run = gr.Button("Translate", variant="primary", elem_id="translate-run")
-                _examples(image)
+                _examples(image, "translate")
             with gr.Column(scale=3):
                 slider, download, status, card = _result_panel("translate", runner.describe(first))
         model.change(runner.describe, model, card, queue=False, api_visibility="private")
