@@ -71,6 +71,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun: the local GPU)
     amp: Literal["off", "bf16", "fp16"] = "off"  # fp16 needs CUDA; bf16 autocast also works on CPU
     grad_clip: float = num(0.0, ge=0.0)  # max global grad norm per phase; 0 = off
+    memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"  # auto: channels_last on CPU / CUDA+amp
     ema: EMAConfig = field(default_factory=EMAConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     log_every: int = num(50, gt=0)
@@ -172,6 +173,8 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:  # noqa: C901 - one branch p
                 errors.append(str(e))
         raise ConfigError(errors[0] if len(errors) == 1 else f"{path}: {value!r} fits none of {options}")
     if origin is Literal:
+        if isinstance(value, bool) and ("off" if not value else "on") in args:
+            value = "off" if not value else "on"  # YAML 1.1 reads a bare off / on as a boolean
         if value not in args:
             close = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
             hint = f"; did you mean {close[0]}?" if close else ""

@@ -131,3 +131,15 @@ def test_cli_reports_config_errors_in_one_line(capsys: pytest.CaptureFixture[str
     err = capsys.readouterr().err
     assert "train.bach_size: unknown key; did you mean train.batch_size?" in err
     assert "Traceback" not in err
+
+
+def test_bare_off_in_yaml_means_the_option_off(tmp_path) -> None:
+    """YAML reads `amp: off` as False; for a choice that has "off" it means just that."""
+    from img2img.config import load_config
+
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text("recipe: esrgan\ntrain: {amp: off}\ndata: {hr_dirs: [x]}\n")
+    assert load_config(cfg_path).train.amp == "off"
+    assert load_config(cfg_path, ["train.amp=off"]).train.amp == "off"
+    with pytest.raises(ConfigError, match="train.amp"):
+        load_config(cfg_path, ["train.amp=true"])

@@ -83,6 +83,12 @@ class Trainer:
         self.nets = {
             k: dist.maybe_sync_batchnorm(v, self.info).to(self.device) for k, v in self.recipe.build_networks().items()
         }
+        self.channels_last = t.memory_format == "channels_last" or (
+            t.memory_format == "auto" and (self.device.type == "cpu" or t.amp != "off")
+        )
+        if self.channels_last:  # faster convolutions (oneDNN on CPU, tensor cores on CUDA)
+            for net in self.nets.values():
+                net.to(memory_format=torch.channels_last)
         self.aux = {k: m.to(self.device).eval() for k, m in self.recipe.aux_modules().items()}
         self.phases = self.recipe.phases()
         self.params: dict[str, list[nn.Parameter]] = {}
@@ -296,10 +302,14 @@ class Trainer:
                 self.batch_in_epoch += 1
                 batch = self._count_skipped(batch)
                 if batch is not None:
-                    yield {
-                        k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()
-                    }
+                    yield {k: self._to_device(v) for k, v in batch.items()}
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+
+    def _to_device(self, v: Any) -> Any:
+        if not torch.is_tensor(v):
+            return v
+        v = v.to(self.device, non_blocking=True)
+        return v.contiguous(memory_format=torch.channels_last) if self.channels_last and v.ndim == 4 else v
 
     def _count_skipped(self, batch: dict[str, Any]) -> dict[str, Any] | None:
         """Track unreadable samples across ranks; abort above the allowed fraction. None = every

@@ -1,0 +1,109 @@
+"""Training step time of pix2pix (unet_256, batch 1, 256x256) and CycleGAN (resnet_9blocks, 256x256)
+on this machine's CPU, through the real engine (`Trainer`): plain fp32 with contiguous (NCHW) tensors,
+our default (`train.memory_format: auto`, channels_last on CPU), and bf16 autocast. Each variant runs
+in the same process on the same synthetic data; the median of the timed steps is reported.
+Prints a table and writes benchmarks/results/train.json.
+
+Run: python benchmarks/bench_train.py [--quick] [--steps N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).parent
+REPO = HERE.parent
+VARIANTS = {  # name -> config overrides
+    "fp32 NCHW": ["train.memory_format=contiguous", "train.amp=off"],
+    "default": ["train.amp=off"],
+    "bf16": ["train.amp=bf16"],
+}
+
+
+def make_data(root: Path, size: int) -> None:
+    from img2img.images import write_image
+
+    rng = np.random.default_rng(0)
+    for sub in ("aligned", "trainA", "trainB"):
+        (root / sub).mkdir(parents=True)
+    for i in range(4):
+        img = rng.random((size, size, 3), dtype=np.float32)
+        write_image(root / "aligned" / f"{i}.png", np.concatenate([img, 1 - img], axis=1))
+        write_image(root / "trainA" / f"{i}.png", img)
+        write_image(root / "trainB" / f"{i}.png", 1 - img)
+
+
+def step_times(config: str, overrides: list[str], steps: int, warmup: int) -> list[float]:
+    """Seconds per optimisation step (all phases) of the engine on this config."""
+    from img2img.config import load_config
+    from img2img.train import Trainer
+
+    trainer = Trainer(load_config(REPO / "configs" / config, overrides))
+    trainer._start()
+    data = trainer._batches()
+    times = []
+    for i in range(warmup + steps):
+        batch = next(data)
+        t = time.perf_counter()
+        scratch = {"step": i}
+        for phase in trainer.phases:
+            trainer._run_phase(phase, batch, scratch)
+        if i >= warmup:
+            times.append(time.perf_counter() - t)
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="one timed step per variant (smoke run)")
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--out", default=str(HERE / "results" / "train.json"))
+    args = ap.parse_args()
+    size, steps, rounds = (256, 1, 1) if args.quick else (256, args.steps, 2)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        make_data(root, size)
+        common = [f"train.out_dir={root / 'run'}", "train.num_workers=0", "train.progress=false", "train.device=cpu",
+                  "train.resume=null", "train.batch_size=1", f"data.load_size={size}", f"data.crop_size={size}"]  # fmt: skip
+        jobs = {
+            "pix2pix unet_256": ("pix2pix/facades.yaml", [f"data.root={root / 'aligned'}", "data.direction=AtoB"]),
+            "cyclegan resnet_9blocks": ("cyclegan/horse2zebra.yaml", [f"data.root={root}"]),
+        }
+        for job, (config, extra) in jobs.items():
+            # Interleave the variants round by round so a busy machine skews them alike.
+            times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+            for _ in range(rounds):
+                for v, o in VARIANTS.items():
+                    times[v] += step_times(config, [*common, *extra, *o], steps, warmup=1)
+            med = {v: statistics.median(t) for v, t in times.items()}
+            base = med["fp32 NCHW"]
+            for v in VARIANTS:
+                rows.append({"model": job, "variant": v, "size": size, "step_s": med[v], "vs_fp32_nchw": base / med[v],
+                             "steps_timed": len(times[v])})  # fmt: skip
+    threads = torch.get_num_threads()
+    print(f"\nimg2img training step time on {platform.processor() or platform.machine()}, {threads} threads")
+    hdr = f"{'model':26} {'variant':10} {'size':>5} {'s/step':>8} {'speed-up':>9}"
+    print(hdr + "\n" + "-" * len(hdr))
+    for r in rows:
+        print(f"{r['model']:26} {r['variant']:10} {r['size']:>5} {r['step_s']:>8.3f} {r['vs_fp32_nchw']:>8.2f}x")
+    result = {"machine": platform.platform(), "threads": threads, "torch": torch.__version__, "rows": rows,
+              "quick": args.quick}  # fmt: skip
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+    main()
