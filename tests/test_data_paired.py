@@ -262,3 +262,19 @@ def test_real_horse2zebra_grey_zebra_becomes_rgb() -> None:
     s = ds[j]
     assert s["B"].shape == s["A"].shape == (3, 256, 256)
     assert torch.allclose(s["B"][0], s["B"][1], atol=1e-6) and torch.allclose(s["B"][1], s["B"][2], atol=1e-6)
+
+
+def test_albumentations_from_the_config_hit_both_images_alike(tmp_path: Path) -> None:
+    """A YAML-style transform list runs once per pair with one random draw for A and B: B = 1 - A in
+    the files, and a shared rotation (reflected borders, linear interpolation) keeps A_t + B_t = 0."""
+    aligned_folder(tmp_path / "ab", n=2)
+    spec = [{"name": "Affine", "rotate": [10, 30], "border_mode": 2, "p": 1.0}]  # 2 = cv2.BORDER_REFLECT
+    base = {"root": str(tmp_path / "ab"), "preprocess": "none", "flip": False}
+    ds = PairedDataset(parse(PairedDataConfig, {**base, "albumentations": spec}), seed=1)
+    plain = PairedDataset(parse(PairedDataConfig, base))
+    for i in range(2):
+        s, p = ds[i], plain[i]
+        assert (s["A"] - p["A"]).abs().mean() > 0.05  # rotated
+        assert (s["A"] + s["B"]).abs().max() < 1e-3  # by the same angle
+    with pytest.raises(ConfigError, match="NoSuchTransform"):
+        parse(PairedDataConfig, {**base, "albumentations": [{"name": "NoSuchTransform"}]})

@@ -4,9 +4,10 @@ resize, random crop and flip. Also the preprocessing options shared with the unp
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +34,9 @@ class ImageOptions:
     flip: bool = True  # random horizontal flip
     size_multiple: int = 4  # scale_width / none: H, W resized to the nearest multiple (U-Net: 2**num_downs)
     max_dataset_size: int | None = None  # use at most this many images (first by name)
+    # Extra albumentations transforms after crop/flip, the same draw for both images of a pair,
+    # e.g. [{name: Affine, rotate: [-5, 5], p: 0.5}, {name: RandomBrightnessContrast, p: 0.3}].
+    albumentations: list[dict[str, Any]] = field(default_factory=list)
 
     def check_options(self) -> None:
         if self.preprocess not in PREPROCESS:
@@ -47,6 +51,8 @@ class ImageOptions:
                 f"data.crop_size ({self.crop_size}) is larger than data.load_size ({self.load_size}): "
                 f"{self.preprocess} resizes to load_size and then crops; raise load_size or lower crop_size"
             )
+        if self.albumentations:
+            _albumentations(self.albumentations, 1)  # unknown transforms or bad arguments fail at load time
         if self.max_dataset_size is not None and self.max_dataset_size < 1:
             raise ConfigError(f"data.max_dataset_size must be >= 1 (or null for all), got {self.max_dataset_size}")
 
@@ -88,7 +94,22 @@ def preprocess(imgs: Sequence[np.ndarray], opts: ImageOptions, rng: np.random.Ge
         out = [_resize(im, _nearest_multiple(hh, m), _nearest_multiple(ww, m)) for im in out]
     if opts.flip:
         out = list(augment_pair(*out, rng=rng, hflip=True, vflip=False, rot90=False))
-    return [np.ascontiguousarray(im) for im in out]
+    if opts.albumentations:
+        out = [np.clip(im, 0.0, 1.0) for im in _albumentations(opts.albumentations, len(out) - 1)(*out, rng=rng)]
+    return [np.ascontiguousarray(im, dtype=np.float32) for im in out]
+
+
+_PIPELINES: dict[tuple[str, int], Any] = {}  # built once per process (and DataLoader worker)
+
+
+def _albumentations(spec: list[dict[str, Any]], partners: int) -> Any:
+    from img2img.data.transforms import PairedAlbumentations
+
+    key = (json.dumps(spec, sort_keys=True, default=str), partners)
+    if key not in _PIPELINES:
+        targets = {f"image{i}": "image" for i in range(partners)}
+        _PIPELINES[key] = PairedAlbumentations(spec, targets)
+    return _PIPELINES[key]
 
 
 def crop_fits(hw: tuple[int, int] | None, opts: ImageOptions) -> bool:
