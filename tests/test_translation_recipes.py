@@ -209,3 +209,24 @@ def test_interrupted_cyclegan_run_resumes_exactly(tmp_path: Path, domains: Path)
             straight["recipe"]["pools"][dom]["images"], resumed["recipe"]["pools"][dom]["images"], strict=True
         ):
             torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
+
+
+def test_pix2pix_fine_tunes_from_a_released_generator(tmp_path: Path, facades_like: Path) -> None:
+    """`train.init_from.G` takes a released junyanz `.pth` (bare state dict) and starts from its weights."""
+    from img2img.archs import UNetGenerator
+
+    torch.manual_seed(5)
+    released = UNetGenerator(num_downs=5, ngf=4)
+    torch.save(released.state_dict(), tmp_path / "latest_net_G.pth")
+    o = pix2pix_overrides(tmp_path / "run", facades_like) + [
+        "model.D.ndf=4", f"train.init_from.G={tmp_path / 'latest_net_G.pth'}", "train.steps=1",
+    ]  # fmt: skip
+    trainer = Trainer(load_config(REPO / "configs/pix2pix/small_facades.yaml", o))
+    trainer._start()
+    for k, v in released.state_dict().items():
+        torch.testing.assert_close(trainer.nets["G"].state_dict()[k], v, msg=k)
+    wrong = pix2pix_overrides(tmp_path / "run2", facades_like) + [
+        "model.D.ndf=4", f"train.init_from.G={tmp_path / 'latest_net_G.pth'}", 'model.G.ngf=8',
+    ]  # fmt: skip
+    with pytest.raises(Exception, match="init_from.G"):
+        Trainer(load_config(REPO / "configs/pix2pix/small_facades.yaml", wrong))._start()
