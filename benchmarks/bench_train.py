@@ -74,8 +74,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         make_data(root, size)
-        common = [f"train.out_dir={root / 'run'}", "train.num_workers=0", "train.progress=false", "train.device=cpu",
-                  "train.resume=null", "train.batch_size=1", f"data.load_size={size}", f"data.crop_size={size}"]  # fmt: skip
+        common = [
+            f"train.out_dir={root / 'run'}", "train.num_workers=0", "train.progress=false", "train.device=cpu",
+            "train.resume=null", "train.batch_size=1", f"data.load_size={size}", f"data.crop_size={size}",
+        ]  # fmt: skip
         jobs = {
             "pix2pix unet_256": ("pix2pix/facades.yaml", [f"data.root={root / 'aligned'}", "data.direction=AtoB"]),
             "cyclegan resnet_9blocks": ("cyclegan/horse2zebra.yaml", [f"data.root={root}"]),

@@ -122,3 +122,11 @@ def ssim(
         raise ValueError(f"SSIM needs at least 11x11 pixels after cropping, got {x.shape[0]}x{x.shape[1]}")
     vals = [float(ssim_map(x[..., c], y[..., c], data_range=data_range).mean()) for c in range(x.shape[2])]
     return float(np.mean(vals))
+
+
+def translation_metrics(out: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    """How close a translated image is to its ground truth (pix2pix's paired evaluation): L1 (mean
+    absolute error on [0, 1]), PSNR and SSIM on RGB. Both HxWx3 in [0, 1]; quantised to 8 bits first,
+    as saved images would be."""
+    a, b = np.round(np.clip(out, 0, 1) * 255) / 255, np.round(np.clip(target, 0, 1) * 255) / 255
+    return {"l1": float(np.abs(a - b).mean()), "psnr": psnr(a, b, y_channel=False), "ssim": ssim(a, b, y_channel=False)}

@@ -70,17 +70,12 @@ def test_time_train_mode(net: nn.Module) -> nn.Module:
 
 
 def image_metrics(out: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
-    """L1 (mean absolute error on [0, 1]), PSNR and SSIM (RGB, 8-bit scale) of one CHW pair in [-1, 1]."""
-    from img2img.metrics import psnr, ssim
+    """`metrics.translation_metrics` (L1, PSNR, SSIM on RGB) of one CHW pair in [-1, 1]."""
+    from img2img.metrics import translation_metrics
 
     a = to01(out[None])[0].permute(1, 2, 0).cpu().numpy()
     b = to01(target[None])[0].permute(1, 2, 0).cpu().numpy()
-    a8, b8 = np.round(a * 255) / 255, np.round(b * 255) / 255  # as saved images would be
-    return {
-        "l1": float(np.abs(a8 - b8).mean()),
-        "psnr": psnr(a8, b8, y_channel=False),
-        "ssim": ssim(a8, b8, y_channel=False),
-    }
+    return translation_metrics(a, b)
 
 
 def mean_metrics(rows: list[dict[str, float]], prefix: str = "") -> dict[str, float]:
