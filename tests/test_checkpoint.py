@@ -269,3 +269,23 @@ def test_export_command(tmp_path: Path, images: Path, capsys: pytest.CaptureFixt
 
     assert load(out / "mine.safetensors").run_tensor(torch.rand(1, 3, 6, 6)).shape == (1, 3, 24, 24)
     assert main(["export", str(tmp_path / "empty"), "--name", "x"]) == 2
+
+
+def test_training_time_counts_each_step_once_across_resumes(tmp_path) -> None:
+    import json
+
+    from img2img.train.log import training_time
+
+    stats = tmp_path / "stats.jsonl"
+    rows = [
+        {"step": 10, "it_per_s": 2.0},  # 5 s
+        {"step": 20, "it_per_s": 1.0},  # logged, then the run was killed ...
+        {"step": 20, "val": {"psnr": 1.0}},
+        {"step": 20, "it_per_s": 0.5},  # ... and resumed from step 10: 20 s for the same 10 steps
+        {"step": 30, "it_per_s": 1.0},  # 10 s
+    ]
+    stats.write_text("\n".join(json.dumps(r) for r in rows) + '\n{"step": 40, "it_per')
+    t = training_time(stats)
+    assert t == {"wall_time_s": 35.0, "it_per_s": round(30 / 35, 3), "steps_timed": 30.0}
+    assert training_time(stats, up_to_step=10)["wall_time_s"] == 5.0
+    assert training_time(tmp_path / "missing.jsonl") is None

@@ -260,6 +260,7 @@ def export_weights(
     `name_NET.safetensors` when the recipe ships several, e.g. CycleGAN's two generators)."""
     from img2img.config import from_dict
     from img2img.recipes import RECIPES
+    from img2img.train.log import training_time
     from img2img.weights import Card, save_weights
 
     cfg = from_dict(state["config"])
@@ -281,7 +282,9 @@ def export_weights(
         protocol = info.pop("metrics_protocol", None)
         if metrics and protocol:
             metrics["protocol"] = protocol
+        timing = training_time(Path(source).parent.parent / "stats.jsonl", int(state["step"])) if source else None
         training = {
+            **(timing or {}),
             "recipe": cfg.recipe,
             "network": net,
             "ema": ema,

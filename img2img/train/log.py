@@ -149,3 +149,28 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, float]:
         elif isinstance(v, (int, float)) and not isinstance(v, bool):
             out[key] = float(v)
     return out
+
+
+def training_time(stats_path: Path, up_to_step: int | None = None) -> dict[str, float] | None:
+    """Wall time spent training, from a run's `stats.jsonl`: each logged window's steps divided by its
+    it/s, counting a step once when a resumed run logged it again. None without usable records."""
+    import json
+
+    if not stats_path.is_file():
+        return None
+    rate: dict[int, float] = {}
+    for line in stats_path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a kill
+        if isinstance(rec, dict) and rec.get("it_per_s") and "step" in rec and "val" not in rec:
+            rate[int(rec["step"])] = float(rec["it_per_s"])  # the later run's record wins
+    steps = sorted(s for s in rate if up_to_step is None or s <= up_to_step)
+    if not steps:
+        return None
+    seconds, prev = 0.0, 0
+    for s in steps:
+        seconds += (s - prev) / rate[s]
+        prev = s
+    return {"wall_time_s": round(seconds, 1), "it_per_s": round(prev / seconds, 3), "steps_timed": float(prev)}
