@@ -336,7 +336,8 @@ def card_markdown(name: str, info: catalog.WeightsInfo | None, card: Card | None
         facts.append(f"**direction** {card.extra['direction']}")
     lines.append(" · ".join(facts))
     if card is not None and card.training:
-        lines.append("**training** " + "; ".join(f"{k}: {_short(v)}" for k, v in card.training.items()))
+        shown = {k: v for k, v in card.training.items() if k not in _TRAINING_DETAIL}
+        lines.append("**training** " + "; ".join(f"{k}: {_short(v)}" for k, v in shown.items()))
     if card is not None and card.metrics:
         lines.append("**metrics** " + "; ".join(f"{k}: {_short(v)}" for k, v in card.metrics.items()))
     source = (card.source if card else "") or (info.source if info else "")
@@ -345,6 +346,9 @@ def card_markdown(name: str, info: catalog.WeightsInfo | None, card: Card | None
     if card is not None and card.license:
         lines.append(f"**licence** {card.license}")
     return "\n\n".join(line for line in lines if line)
+
+
+_TRAINING_DETAIL = ("config", "checkpoint", "network", "steps_timed")  # in the card file, too long for the panel
 
 
 def _short(value: Any) -> str:
