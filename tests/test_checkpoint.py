@@ -267,7 +267,17 @@ def test_export_command(tmp_path: Path, images: Path, capsys: pytest.CaptureFixt
     assert all(torch.equal(raw[k], state["networks"]["G"][k]) for k in raw)
     from img2img.infer import load
 
-    assert load(out / "mine.safetensors").run_tensor(torch.rand(1, 3, 6, 6)).shape == (1, 3, 24, 24)
+    x = torch.rand(1, 3, 6, 6)
+    full = load(out / "mine.safetensors", device="cpu").run_tensor(x)
+    assert full.shape == (1, 3, 24, 24)
+    assert card["training"]["wall_time_s"] > 0 and card["training"]["it_per_s"] > 0
+    # --half: float16 tensors, half the file, nearly the same output
+    assert main(["export", str(run), "--name", "small", "--out", str(out), "--half"]) == 0
+    half = load_file(str(out / "small.safetensors"))
+    assert {v.dtype for v in half.values() if v.is_floating_point()} == {torch.float16}
+    assert (out / "small.safetensors").stat().st_size < 0.6 * (out / "mine.safetensors").stat().st_size
+    assert json.loads((out / "small.json").read_text())["training"]["stored_dtype"] == "float16"
+    assert (load(out / "small.safetensors", device="cpu").run_tensor(x) - full).abs().max() < 2e-3
     assert main(["export", str(tmp_path / "empty"), "--name", "x"]) == 2
 
 

@@ -254,10 +254,17 @@ def remove_temp_files(out_dir: str | Path) -> None:
 
 
 def export_weights(
-    state: dict[str, Any], name: str, out_dir: str | Path, *, use_ema: bool = True, source: str = ""
+    state: dict[str, Any],
+    name: str,
+    out_dir: str | Path,
+    *,
+    use_ema: bool = True,
+    source: str = "",
+    half: bool = False,
 ) -> list[Path]:
     """Write each user-facing network of a training state as `name.safetensors` + card (or
-    `name_NET.safetensors` when the recipe ships several, e.g. CycleGAN's two generators)."""
+    `name_NET.safetensors` when the recipe ships several, e.g. CycleGAN's two generators).
+    `half` stores floating-point tensors as float16 (half the file; loading computes in float32)."""
     from img2img.config import from_dict
     from img2img.recipes import RECIPES
     from img2img.train.log import training_time
@@ -278,6 +285,8 @@ def export_weights(
         if bad:
             raise WeightsError(f"refusing to export: {bad} is not finite")
         stem = name if len(shipped) == 1 else f"{name}_{net}"
+        if half:
+            sd = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
         metrics = dict(state.get("metrics", {}))
         protocol = info.pop("metrics_protocol", None)
         if metrics and protocol:
@@ -292,6 +301,7 @@ def export_weights(
             "data": recipe.data_description(),
             "config": cfg.to_dict(),
             "checkpoint": source,
+            "stored_dtype": "float16" if half else "float32",
             **info.pop("training", {}),
         }
         card = Card(
