@@ -69,6 +69,8 @@ def test_pull_checks_converts_and_lists(server, home: Path, tmp_path: Path, caps
     assert len(pins["pix2pix-facades_label2photo"]) == 64
     assert main(["models", "--task", "translate"]) == 0
     assert "pix2pix-facades_label2photo" in capsys.readouterr().out
+    assert main(["weights", "list", "--task", "translate"]) == 0  # the same table
+    assert "pix2pix-facades_label2photo" in capsys.readouterr().out
     src = tmp_path / "in"
     src.mkdir()
     write_image(src / "x.png", np.full((50, 70, 3), 0.5, np.float32))
