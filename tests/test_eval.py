@@ -235,3 +235,15 @@ def test_identical_output_reports_inf_as_null(tmp_path, capsys):
     assert report["images"][0]["ssim"] == pytest.approx(1.0)
     assert " inf " in capsys.readouterr().out
     assert math.isfinite(report["images"][0]["ssim"])
+
+
+def test_record_stores_the_mean_scores_in_the_card(tmp_path):
+    from img2img.weights import read_card
+
+    weights = _nearest_model(tmp_path / "nn-x4.safetensors")
+    _save(tmp_path / "d" / "a.png", _photo(48, 40, 4))
+    report = _eval(tmp_path, "--weights", str(weights), "--data", str(tmp_path / "d"), "--record", "mine_x4")
+    rec = read_card(weights).metrics["mine_x4"]
+    assert rec["psnr_y"] == pytest.approx(report["mean"]["psnr"], abs=1e-4) and rec["images"] == 1
+    assert rec["protocol"]["data"] == str(tmp_path / "d")
+    assert main(["eval", "sr", "--weights", "bicubic", "--data", str(tmp_path / "d"), "--record", "x"]) == 2

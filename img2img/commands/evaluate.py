@@ -46,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="default fp32, the faithful one",
     )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    p.add_argument(
+        "--record", metavar="KEY", help="also store the mean scores in the weights' card under metrics.KEY (our files)"
+    )
     t = p.add_argument_group("translate")
     t.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"], help="which half is the input")
     t.add_argument("--layout", default="aligned", choices=["aligned", "folders"], help="A|B images or A/ B/")
@@ -79,11 +82,24 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)  # atomic: an interrupted run never leaves half a report
 
 
+def _record(args: argparse.Namespace, mean: dict[str, float], protocol: object, count: int) -> None:
+    """Write the mean scores into the card (JSON and safetensors header) of the evaluated file."""
+    from img2img.weights import load_weights, save_weights
+
+    path = Path(args.weights)
+    sd, card = load_weights(path)
+    card.metrics[args.record] = {**{k: round(v, 4) for k, v in mean.items()}, "images": count, "protocol": protocol}
+    save_weights(path, sd, card)
+    print(f"recorded metrics.{args.record} in {path}")
+
+
 def _fmt(v: float, digits: int) -> str:
     return f"{v:.{digits}f}" if math.isfinite(v) else "inf"
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.record and not (args.weights.endswith(".safetensors") and Path(args.weights).is_file()):
+        raise Img2ImgError(f"--record needs our .safetensors file as --weights, not {args.weights!r}")
     if args.task == "translate":
         return run_translate(args)
     from img2img.evaluate import BicubicUpscaler, ModelUpscaler, discover_sr_dataset, evaluate_sr
@@ -119,6 +135,9 @@ def run(args: argparse.Namespace) -> int:
         report["weights"] = args.weights
         _write_json(args.json, report)
         print(f"wrote {args.json}")
+    if args.record:
+        mean = {"psnr_y": result.mean_psnr, "ssim_y": result.mean_ssim}
+        _record(args, mean, {"data": str(dataset.root), **result.protocol()}, len(result.images))
     return 0
 
 
@@ -178,4 +197,11 @@ def run_translate(args: argparse.Namespace) -> int:
                   "train_mode": args.train_mode, "mean": mean, "images": rows}  # fmt: skip
         _write_json(args.json, report)
         print(f"wrote {args.json}")
+    if args.record:
+        protocol = (
+            f"{args.data} ({args.layout}, {args.direction}), "
+            + (f"resized to {args.size}x{args.size}, " if args.size else "")
+            + f"{mode}; outputs and targets quantised to 8 bits; L1 = mean |output - target| on [0, 1]; PSNR/SSIM RGB"
+        )
+        _record(args, mean, protocol, len(rows))
     return 0
