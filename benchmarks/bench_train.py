@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
+from machine import describe, headline
 
 HERE = Path(__file__).parent
 REPO = HERE.parent
@@ -93,14 +92,13 @@ def main() -> None:
             for v in VARIANTS:
                 rows.append({"model": job, "variant": v, "size": size, "step_s": med[v], "vs_fp32_nchw": base / med[v],
                              "steps_timed": len(times[v])})  # fmt: skip
-    threads = torch.get_num_threads()
-    print(f"\nimg2img training step time on {platform.processor() or platform.machine()}, {threads} threads")
+    info = describe()
+    print(f"\nimg2img training step time on {headline(info)}")
     hdr = f"{'model':26} {'variant':10} {'size':>5} {'s/step':>8} {'speed-up':>9}"
     print(hdr + "\n" + "-" * len(hdr))
     for r in rows:
         print(f"{r['model']:26} {r['variant']:10} {r['size']:>5} {r['step_s']:>8.3f} {r['vs_fp32_nchw']:>8.2f}x")
-    result = {"machine": platform.platform(), "threads": threads, "torch": torch.__version__, "rows": rows,
-              "quick": args.quick}  # fmt: skip
+    result = {**info, "rows": rows, "quick": args.quick}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {args.out}")

@@ -14,7 +14,6 @@ import argparse
 import copy
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import describe, headline
 
 HERE = Path(__file__).parent
 MODELS = {  # name -> square input side for the speed runs (RRDB is ~30x heavier per pixel)
@@ -127,7 +127,8 @@ def main() -> None:
     rows = [speed(n, s // (2 if args.quick else 1), repeats) for n, s in MODELS.items()]
     h, w = (375, 500) if args.quick else (1500, 2000)
     mem = [peak_rss_child("realesr-animevideov3", h, w, "auto")]
-    print(f"\nimg2img upscale on {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    info = describe()
+    print(f"\nimg2img upscale on {headline(info)}")
     cols = ("naive fp32", "default", "bf16", "def/naive", "bf16/naive", "bf16 PSNR")
     hdr = f"{'model':22} {'input':>8} " + " ".join(f"{c:>11}" for c in cols)
     print(hdr + "\n" + "-" * len(hdr))
@@ -141,9 +142,7 @@ def main() -> None:
             f" in {m['seconds']:.1f} s (the x4 output alone is {m['output_float32_mb']:.0f} MB as float32)"
         )
     result = {
-        "machine": platform.platform(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
+        **info,
         "speed": rows,
         "memory": mem,
         "quick": args.quick,

@@ -75,13 +75,28 @@ def test_shipped_config_trains_two_steps(config: Path, tmp_path: Path, images: P
     cfg = load_config(config, tiny_overrides(config, tmp_path / "run", images))
     result = Trainer(cfg).fit()
     assert result.step == 2 and all(np.isfinite(v) for v in result.losses.values())
-    expected = {"G/l1", "G/vgg", "G/gan", "D/gan"} if cfg.spec.model.D else {"G/l1"}
+    loss = cfg.spec.loss
+    expected = {"G/l1"} | ({"G/vgg"} if loss.perceptual else set()) | ({"G/gan", "D/gan"} if cfg.spec.model.D else set())
     assert set(result.losses) == expected
     assert (tmp_path / "run" / "samples" / "step_00000002.png").is_file()
     card = json.loads(result.exported[0].with_suffix(".json").read_text())
     assert card["metrics"]["psnr_y"] > 0 and card["training"]["stage"] == ("gan" if cfg.spec.model.D else "psnr")
     if cfg.spec.loss.perceptual:
         assert card["training"]["perceptual_vgg"].startswith("random-init")
+
+
+@pytest.mark.parametrize(("pixel", "warned"), [("1e-2", True), ("1.0", False)])
+def test_untrained_vgg_with_a_small_pixel_weight_is_warned(pixel: str, warned: bool, caplog) -> None:
+    from img2img.losses import vgg19_cache_path
+    from img2img.recipes import RECIPES
+
+    if vgg19_cache_path().is_file():
+        pytest.skip("ImageNet VGG19 weights are installed here")
+    over = [f"model.G={json.dumps(TINY_G)}", "model.D.nf=8", "loss.allow_random_vgg=true", "data.hr_dirs=[x]"]
+    cfg = load_config(REPO / "configs/esrgan/gan_x4.yaml", [*over, f"loss.pixel={pixel}"])
+    with caplog.at_level("WARNING", logger="img2img.recipes.esrgan"):
+        RECIPES["esrgan"](cfg.spec, seed=0).aux_modules()
+    assert ("untrained VGG19 features" in caplog.text) is warned
 
 
 def gan_recipe():

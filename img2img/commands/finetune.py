@@ -14,7 +14,8 @@ _EPILOG = """examples:
   img2img finetune --weights realesrgan-x4plus --data photos/
   img2img finetune --weights weights/mine.safetensors --data pairs/   # pairs/hr + pairs/lr
   img2img finetune --weights realesr-animevideov3 --data hr/ --lr lr/ train.steps=500
-without ImageNet VGG19 weights add loss.vgg_weights=PATH, or loss.allow_random_vgg=true (recorded)."""
+without ImageNet VGG19 weights add loss.vgg_weights=PATH, or loss.perceptual=0 (L1 + GAN only), or
+loss.allow_random_vgg=true (untrained features; recorded in the card)."""
 
 
 def default_config() -> Path:
