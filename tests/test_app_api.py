@@ -262,3 +262,25 @@ def test_cli_validates_flags_and_stays_light(capsys):
     launcher = Path(__file__).resolve().parent.parent / "apps" / "gradio_app.py"
     r = subprocess.run([sys.executable, str(launcher), "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--max-pixels" in r.stdout and "--queue-size" in r.stdout
+
+
+def test_model_info_lists_each_benchmark_without_its_protocol_text() -> None:
+    from img2img.app.handlers import card_markdown
+
+    card = Card(
+        name="m",
+        arch="RRDBNet",
+        arch_kwargs={},
+        task="upscale",
+        scale=4,
+        metrics={
+            "Set5_x4": {"psnr_y": 29.8123, "ssim_y": 0.84, "images": 5, "protocol": {"color": "Y of BT.601"}},
+            "protocol": "first 5 HR images, border 4 px cropped",
+            "psnr_y": 29.7,
+            "step": 100,
+        },
+    )
+    text = card_markdown("m", None, card)
+    assert "- Set5_x4: psnr_y 29.81, ssim_y 0.84, images 5" in text
+    assert "- last validation: psnr_y 29.7, step 100" in text
+    assert "BT.601" not in text and "border 4 px" not in text

@@ -1,8 +1,9 @@
 """The web app in a real browser (Debian's headless Chromium driven by Playwright): a person opens the page,
-picks a model, uploads an image, clicks Upscale and sees the before/after slider.
+picks a tab and a model, uploads an image, clicks the button and sees the before/after slider.
 
-`python tests/test_app_browser.py [docs/app.png]` takes the documentation screenshot with the real default
-model (`realesr-animevideov3`) and the bundled astronaut example."""
+`python tests/test_app_browser.py [DOCS_DIR]` takes the documentation screenshots (app.png, app_translate.png)
+with the real default model (`realesr-animevideov3`), the bundled pix2pix facades model and the
+bundled examples."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import pytest
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "img2img" / "app" / "examples" / "astronaut.png"
+LABELS = REPO / "img2img" / "app" / "examples" / "translate" / "facade_labels.png"
+PIX2PIX = "pix2pix-facades-small"  # bundled in weights/
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -24,7 +27,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SLIDER_IMAGES = "#upscale-result img[data-testid='imageslider-image']"
+TAB_LABELS = {"upscale": "Upscale", "translate": "Translate"}
 
 pytestmark = [
     pytest.mark.browser,
@@ -38,8 +41,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def upscale_in_browser(url: str, image: Path, screenshot: Path, model: str | None = None) -> dict:
-    """Drive the Upscale tab as a person would; returns what the page shows afterwards."""
+def run_in_browser(url: str, task: str, image: Path, screenshot: Path, model: str | None = None) -> dict:
+    """Drive one tab (`upscale`, `translate`) as a person would; returns what the page shows afterwards."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -47,27 +50,30 @@ def upscale_in_browser(url: str, image: Path, screenshot: Path, model: str | Non
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(url)
-            page.wait_for_selector("#upscale-run", timeout=30_000)
+            page.wait_for_selector("#upscale-run, #translate-run", state="attached", timeout=30_000)
+            page.get_by_role("tab", name=TAB_LABELS[task]).click()
+            page.wait_for_selector(f"#{task}-run", timeout=30_000)
             if model is not None:  # pick it from the dropdown list, by its visible label
-                page.click("#upscale-model input")
+                page.click(f"#{task}-model input")
                 page.get_by_role("option", name=model).first.click()
-            page.set_input_files("#upscale-input input[type=file]", str(image))
-            page.wait_for_selector("#upscale-input img", timeout=30_000)  # the upload's preview
-            page.click("#upscale-run")
+            page.set_input_files(f"#{task}-input input[type=file]", str(image))
+            page.wait_for_selector(f"#{task}-input img", timeout=30_000)  # the upload's preview
+            page.click(f"#{task}-run")
             # Both slider images present and decoded by the browser.
             page.wait_for_function(
                 """sel => { const imgs = [...document.querySelectorAll(sel)];
                             return imgs.length === 2 && imgs.every(i => i.complete && i.naturalWidth > 0); }""",
-                arg=SLIDER_IMAGES,
+                arg=f"#{task}-result img[data-testid='imageslider-image']",
                 timeout=90_000,
             )
             shown = page.eval_on_selector_all(
-                SLIDER_IMAGES, "imgs => imgs.map(i => [i.getAttribute('src'), i.naturalWidth, i.naturalHeight])"
+                f"#{task}-result img[data-testid='imageslider-image']",
+                "imgs => imgs.map(i => [i.getAttribute('src'), i.naturalWidth, i.naturalHeight])",
             )
-            status = page.inner_text("#upscale-status")
+            status = page.inner_text(f"#{task}-status")
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(screenshot), full_page=True)
-            return {"images": shown, "status": status, "model": page.input_value("#upscale-model input")}
+            return {"images": shown, "status": status, "model": page.input_value(f"#{task}-model input")}
         finally:
             browser.close()
 
@@ -104,7 +110,7 @@ def app_url(tmp_path_factory):
 def test_upload_run_and_compare_in_the_browser(app_url):
     shot = REPO / "test-artifacts" / "app_upscale.png"
     shot.unlink(missing_ok=True)
-    seen = upscale_in_browser(app_url, EXAMPLE, shot, model="tiny-x4")
+    seen = run_in_browser(app_url, "upscale", EXAMPLE, shot, model="tiny-x4")
     assert seen["model"].startswith("tiny-x4")
     (before_src, bw, bh), (after_src, aw, ah) = seen["images"]
     assert before_src.endswith(".png") and after_src.endswith("astronaut_x4.png")
@@ -114,15 +120,31 @@ def test_upload_run_and_compare_in_the_browser(app_url):
     assert shot.stat().st_size > 10_000
 
 
+def test_translate_tab_runs_the_bundled_pix2pix_model(app_url):
+    shot = REPO / "test-artifacts" / "app_translate.png"
+    shot.unlink(missing_ok=True)
+    seen = run_in_browser(app_url, "translate", LABELS, shot, model=PIX2PIX)
+    assert seen["model"].startswith(PIX2PIX) and "label map → photo" in seen["model"]
+    (before_src, bw, bh), (after_src, aw, ah) = seen["images"]
+    assert after_src.endswith(f"facade_labels_{PIX2PIX}.png") and "/gradio_api/file=" in after_src
+    assert (bw, bh) == (aw, ah) == (256, 256)  # a translation keeps the size
+    assert "256×256 → 256×256" in seen["status"] and PIX2PIX in seen["status"]
+    assert shot.stat().st_size > 10_000
+
+
 if __name__ == "__main__":
-    # Documentation screenshot: the real catalog and default model, served like `img2img app`.
+    # Documentation screenshots: the real catalog and models, served like `img2img app`.
     from img2img.app import AppSettings, launch
 
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "docs" / "app.png"
+    docs = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "docs"
     os.chdir(REPO)
     demo = launch(AppSettings(port=free_port()), prevent_thread_lock=True, quiet=True)
     try:
-        result = upscale_in_browser(demo.local_url, EXAMPLE, out)
-        print(f"{out}: {result['model']}, {result['status']}")
+        for task, image, name, model in [
+            ("upscale", EXAMPLE, "app.png", None),
+            ("translate", LABELS, "app_translate.png", PIX2PIX),
+        ]:
+            result = run_in_browser(demo.local_url, task, image, docs / name, model)
+            print(f"{docs / name}: {result['model']}, {result['status']}")
     finally:
         demo.close()

@@ -339,13 +339,25 @@ def card_markdown(name: str, info: catalog.WeightsInfo | None, card: Card | None
         shown = {k: v for k, v in card.training.items() if k not in _TRAINING_DETAIL}
         lines.append("**training** " + "; ".join(f"{k}: {_short(v)}" for k, v in shown.items()))
     if card is not None and card.metrics:
-        lines.append("**metrics** " + "; ".join(f"{k}: {_short(v)}" for k, v in card.metrics.items()))
+        lines.append(_metrics_markdown(card.metrics))
     source = (card.source if card else "") or (info.source if info else "")
     if source:
         lines.append(f"**source** {source}")
     if card is not None and card.license:
         lines.append(f"**licence** {card.license}")
     return "\n\n".join(line for line in lines if line)
+
+
+def _numbers(d: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {_short(v)}" for k, v in d.items() if isinstance(v, int | float) and not isinstance(v, bool))
+
+
+def _metrics_markdown(metrics: dict[str, Any]) -> str:
+    """A list item per named evaluation (`Set5_x4: psnr_y 29.54, ssim_y 0.8395`), then the last validation's
+    numbers; protocols (long strings) stay in the card file."""
+    named = [f"- {k}: {_numbers(v)}" for k, v in metrics.items() if isinstance(v, dict) and _numbers(v)]
+    last = _numbers(metrics)
+    return "\n".join(["**metrics**", *named, *([f"- last validation: {last}"] if last else [])])
 
 
 _TRAINING_DETAIL = ("config", "checkpoint", "network", "steps_timed")  # in the card file, too long for the panel
