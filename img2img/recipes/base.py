@@ -51,6 +51,18 @@ class Recipe:
     def __init__(self, cfg: Any, *, seed: int = 0) -> None:
         self.cfg = cfg
         self.seed = seed
+        self.diffaug: Any = None  # a DiffAugment for D's inputs (recipes build it from loss.diffaugment)
+
+    def d_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What a discriminator is shown: `x` through the run's differentiable augmentation, if any."""
+        return self.diffaug(x) if self.diffaug else x
+
+    def build_diffaug(self, value_range: tuple[float, float]) -> None:
+        policy = getattr(getattr(self.cfg, "loss", None), "diffaugment", None)
+        if policy:
+            from img2img.recipes.diffaug import DiffAugment
+
+            self.diffaug = DiffAugment(policy, value_range, key="loss.diffaugment")
 
     @classmethod
     def check_config(cls, cfg: Any) -> None:

@@ -15,6 +15,7 @@ from img2img.config import ArchSpec, num
 from img2img.data.unpaired import UnpairedDataConfig
 from img2img.errors import ConfigError
 from img2img.recipes.base import Batch, ImageRow, Nets, Phase, Recipe
+from img2img.recipes.diffaug import Policy
 from img2img.recipes.esrgan import arch_kwargs
 from img2img.recipes.translation import (
     Domains,
@@ -51,6 +52,7 @@ class CycleGANLoss:
     cycle_A: float = num(10.0, ge=0.0)  # lambda_A: |G_BA(G_AB(a)) - a|
     cycle_B: float = num(10.0, ge=0.0)  # lambda_B: |G_AB(G_BA(b)) - b|
     identity: float = num(0.5, ge=0.0)  # times lambda: |G_AB(b) - b|, |G_BA(a) - a|; 0 = off
+    diffaugment: list[Policy] = field(default_factory=list)  # D inputs: color, translation, cutout
 
 
 @dataclass
@@ -136,6 +138,8 @@ class CycleGANRecipe(Recipe):
                 f"model.G.in_ch ({g.get('in_ch', 3)}) and model.D.in_ch ({d.get('in_ch', 3)}) must equal "
                 f"data.in_channels ({data.in_channels})"
             )
+        if "color" in cfg.loss.diffaugment and data.in_channels != 3:
+            raise ConfigError("loss.diffaugment 'color' needs RGB domains; use translation / cutout only")
         if cfg.loss.identity > 0 and cfg.loss.cycle_A + cfg.loss.cycle_B == 0:
             raise ConfigError("loss.identity is a multiple of the cycle weights; with both 0 set loss.identity=0")
 
@@ -159,6 +163,7 @@ class CycleGANRecipe(Recipe):
         from img2img.losses import GANLoss
 
         self.gan_loss = GANLoss(self.cfg.loss.gan_kind)
+        self.build_diffaug((-1.0, 1.0))
         return {"gan": self.gan_loss}
 
     def make_dataset(self) -> torch.utils.data.Dataset:
@@ -172,8 +177,8 @@ class CycleGANRecipe(Recipe):
             fake_b, fake_a = nets["G_AB"](a), nets["G_BA"](b)
             scratch["fake_A"], scratch["fake_B"] = fake_a, fake_b
             terms = {
-                "gan_AB": loss.gan * self.gan_loss.g_loss(nets["D_B"](fake_b)),
-                "gan_BA": loss.gan * self.gan_loss.g_loss(nets["D_A"](fake_a)),
+                "gan_AB": loss.gan * self.gan_loss.g_loss(nets["D_B"](self.d_input(fake_b))),
+                "gan_BA": loss.gan * self.gan_loss.g_loss(nets["D_A"](self.d_input(fake_a))),
             }
             if loss.cycle_A > 0:
                 terms["cycle_A"] = loss.cycle_A * F.l1_loss(nets["G_BA"](fake_b).float(), a.float())
@@ -190,7 +195,7 @@ class CycleGANRecipe(Recipe):
                 self._place_pool(dom, real.device)
                 fake = self.pools[dom].query(fake.detach())
                 d = nets[f"D_{dom}"]
-                terms[f"gan_{dom}"] = 0.5 * self.gan_loss.d_loss(d(real), d(fake))
+                terms[f"gan_{dom}"] = 0.5 * self.gan_loss.d_loss(d(self.d_input(real)), d(self.d_input(fake)))
             return terms
         raise KeyError(f"cyclegan has no phase {phase!r}")
 

@@ -18,6 +18,7 @@ from img2img.config import ArchSpec, num
 from img2img.data.sr import SRDataConfig
 from img2img.errors import ConfigError
 from img2img.recipes.base import Batch, ImageRow, Nets, Phase, Recipe
+from img2img.recipes.diffaug import Policy
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class LossConfig:
     gan_kind: Literal["vanilla", "lsgan", "hinge", "relativistic"] = "relativistic"
     vgg_weights: str | None = None  # ImageNet VGG19 .pth/.safetensors; null = torch hub cache
     allow_random_vgg: bool = False  # accept untrained VGG features (recorded in exported cards)
+    diffaugment: list[Policy] = field(default_factory=list)  # D inputs: color, translation, cutout
 
 
 @dataclass
@@ -105,6 +107,8 @@ class ESRGANRecipe(Recipe):
             raise ConfigError("loss.gan > 0 needs a discriminator: set model.D (e.g. arch: VGGStyleDiscriminator)")
         if d is not None and loss.gan == 0:
             raise ConfigError("model.D is set but loss.gan is 0: set loss.gan (ESRGAN: 5e-3) or model.D=null")
+        if d is None and loss.diffaugment:
+            raise ConfigError("loss.diffaugment augments what the discriminator sees: it needs model.D")
         if d is not None and d.arch == "VGGStyleDiscriminator":
             size = arch_kwargs(d).get("input_size", 128)
             if size != cfg.data.patch_size:
@@ -152,6 +156,7 @@ class ESRGANRecipe(Recipe):
                 )
         if self.gan_stage:
             self.gan_loss = GANLoss(loss.gan_kind)
+            self.build_diffaug((0.0, 1.0))
         return {k: v for k, v in {"vgg": self.vgg, "gan": self.gan_loss}.items() if v is not None}
 
     def make_dataset(self) -> torch.utils.data.Dataset:
@@ -179,13 +184,14 @@ class ESRGANRecipe(Recipe):
             if loss.perceptual > 0:
                 terms["vgg"] = loss.perceptual * self.vgg(sr, hr)
             if self.gan_stage and loss.gan > 0:
-                fake_logits = nets["D"](sr)
-                real_logits = nets["D"](hr).detach()
+                fake_logits = nets["D"](self.d_input(sr))
+                real_logits = nets["D"](self.d_input(hr)).detach()
                 terms["gan"] = loss.gan * self.gan_loss.g_loss(fake_logits, real_logits)
             return terms
         if phase == "D":
             sr = scratch["sr"].detach() if "sr" in scratch else nets["G"](lr).detach()
-            return {"gan": self.gan_loss.d_loss(nets["D"](hr), nets["D"](sr))}
+            d, real, fake = nets["D"], self.d_input(hr), self.d_input(sr)
+            return {"gan": self.gan_loss.d_loss(d(real), d(fake))}
         raise KeyError(f"esrgan has no phase {phase!r}")
 
     # ---- samples, validation, export

@@ -14,6 +14,7 @@ from img2img.config import ArchSpec, num
 from img2img.data.paired import PairedDataConfig
 from img2img.errors import ConfigError
 from img2img.recipes.base import Batch, ImageRow, Nets, Phase, Recipe
+from img2img.recipes.diffaug import Policy
 from img2img.recipes.esrgan import arch_kwargs
 from img2img.recipes.translation import (
     Domains,
@@ -50,6 +51,7 @@ class Pix2PixLoss:
     gan: float = num(1.0, ge=0.0)  # cGAN weight for G (0 with model.D null: the L1-only baseline)
     gan_kind: Literal["vanilla", "lsgan"] = "vanilla"
     l1: float = num(100.0, ge=0.0)  # lambda
+    diffaugment: list[Policy] = field(default_factory=list)  # D inputs: color, translation, cutout
 
 
 @dataclass
@@ -95,6 +97,10 @@ class Pix2PixRecipe(Recipe):
             raise ConfigError("loss.gan > 0 needs a discriminator: set model.D (PatchDiscriminator) or loss.gan=0")
         if d is not None and loss.gan == 0:
             raise ConfigError("model.D is set but loss.gan is 0: set loss.gan (pix2pix: 1) or model.D=null")
+        if d is None and loss.diffaugment:
+            raise ConfigError("loss.diffaugment augments what the discriminator sees: it needs model.D")
+        if "color" in loss.diffaugment and (data.in_channels, data.out_channels) != (3, 3):
+            raise ConfigError("loss.diffaugment 'color' needs RGB inputs and outputs; use translation / cutout only")
         if d is not None and arch_kwargs(d).get("in_ch") != data.in_channels + data.out_channels:
             raise ConfigError(
                 f"model.D.in_ch must be data.in_channels + data.out_channels = {data.in_channels + data.out_channels}: "
@@ -127,6 +133,7 @@ class Pix2PixRecipe(Recipe):
         if self.cfg.model.D is None:
             return {}
         self.gan_loss = GANLoss(self.cfg.loss.gan_kind)
+        self.build_diffaug((-1.0, 1.0))
         return {"gan": self.gan_loss}
 
     def make_dataset(self) -> torch.utils.data.Dataset:
@@ -140,13 +147,14 @@ class Pix2PixRecipe(Recipe):
             fake = scratch["fake"] = nets["G"](a)
             terms = {}
             if loss.gan > 0:
-                terms["gan"] = loss.gan * self.gan_loss.g_loss(nets["D"](torch.cat([a, fake], 1)))
+                terms["gan"] = loss.gan * self.gan_loss.g_loss(nets["D"](self.d_input(torch.cat([a, fake], 1))))
             if loss.l1 > 0:
                 terms["l1"] = loss.l1 * F.l1_loss(fake.float(), b.float())
             return terms
         if phase == "D":
             fake = scratch["fake"].detach() if "fake" in scratch else nets["G"](a).detach()
-            real_logits, fake_logits = nets["D"](torch.cat([a, b], 1)), nets["D"](torch.cat([a, fake], 1))
+            real, fake = self.d_input(torch.cat([a, b], 1)), self.d_input(torch.cat([a, fake], 1))
+            real_logits, fake_logits = nets["D"](real), nets["D"](fake)
             return {"gan": 0.5 * self.gan_loss.d_loss(real_logits, fake_logits)}  # halved: D learns slower than G
         raise KeyError(f"pix2pix has no phase {phase!r}")
 
