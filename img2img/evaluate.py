@@ -191,7 +191,8 @@ class ModelUpscaler:
         self.name = str(model.card.name)
         card = model.card
         self.description = (
-            f"{card.arch} x{card.scale} from {card.source or 'our weights'} ({model.precision})"
+            f"{card.arch} x{card.scale} from {card.source or 'our weights'} ({model.precision}"
+            + (", x8 self-ensemble)" if getattr(model, "ensemble", False) else ")")
         )
 
     def __call__(self, lr: np.ndarray) -> np.ndarray:

@@ -64,15 +64,36 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return p
 
 
+def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th (0-7) of the 8 flips / transposes of an NCHW batch; k = 0 is the identity."""
+    if k & 1:
+        x = x.flip(-1)
+    if k & 2:
+        x = x.flip(-2)
+    return x.transpose(-1, -2) if k & 4 else x
+
+
+def undo_dihedral(y: torch.Tensor, k: int) -> torch.Tensor:
+    if k & 4:
+        y = y.transpose(-1, -2)
+    if k & 2:
+        y = y.flip(-2)
+    return y.flip(-1) if k & 1 else y
+
+
 class TileForward:
     """Runs one tile through the network on the device at the chosen precision.
 
     Takes a CPU float32 tile in [0, 1], maps it to the card's value range, and returns a CPU float32
-    tile in [0, 1]. Reduced precision that overflows (NaN/Inf) is rerun in fp32, and noted.
+    tile in [0, 1]. Reduced precision that overflows (NaN/Inf) is rerun in fp32, and noted. With
+    `ensemble`, the output is the mean over the 8 flips / transposes of the tile, each undone
+    (self-ensemble, Lim et al. 2017): 8x the work for a steadier, slightly more accurate result.
     """
 
-    def __init__(self, net: nn.Module, device: torch.device, precision: str, value_range: tuple) -> None:
-        self.device, self.precision = device, precision
+    def __init__(
+        self, net: nn.Module, device: torch.device, precision: str, value_range: tuple, ensemble: bool = False
+    ) -> None:
+        self.device, self.precision, self.ensemble = device, precision, bool(ensemble)
         self.lo, self.hi = float(value_range[0]), float(value_range[1])
         self.notes: list[str] = []
         self.fallback_tiles = 0
@@ -95,14 +116,26 @@ class TileForward:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            y = self._run(x, self.precision)
+            y = self._predict(x, self.precision)
             if self.precision != "fp32" and not bool(torch.isfinite(y).all()):
                 self._note_fallback()
-                y = self._run(x, "fp32")
+                y = self._predict(x, "fp32")
             if not bool(torch.isfinite(y).all()):
                 raise WeightsError("the network produced NaN/Inf in fp32: its weights are broken")
             y = ((y - self.lo) / (self.hi - self.lo)).clamp_(0, 1)
         return y.to("cpu")
+
+    def _predict(self, x: torch.Tensor, precision: str) -> torch.Tensor:
+        if not self.ensemble:
+            return self._run(x, precision)
+        total = None
+        for k in range(8):
+            xk = dihedral(x, k)
+            if self.channels_last:
+                xk = xk.contiguous(memory_format=torch.channels_last)
+            yk = undo_dihedral(self._run(xk, precision), k)
+            total = yk if total is None else total.add_(yk)
+        return total / 8
 
     def _run(self, x: torch.Tensor, precision: str) -> torch.Tensor:
         if precision == "bf16":
@@ -147,6 +180,7 @@ class Model:
         tile_overlap: int | None = None,
         max_output_pixels: int | None = None,
         train_mode: bool = False,
+        ensemble: bool = False,
     ) -> None:
         if train_mode and tile not in (None, 0):
             raise Img2ImgError(
@@ -170,7 +204,8 @@ class Model:
         self.tile = 0 if train_mode else tile
         self.tile_overlap = card.receptive_radius if tile_overlap is None else tile_overlap
         self.max_output_pixels = max_output_pixels or DEFAULT_MAX_OUTPUT_PIXELS
-        self._forward = TileForward(net, self.device, self.precision, card.value_range)
+        self.ensemble = bool(ensemble)
+        self._forward = TileForward(net, self.device, self.precision, card.value_range, self.ensemble)
         self.net = self._forward.net
         if train_mode:  # dropout on, batch statistics: how the released pix2pix results were made
             from img2img.layers import train_mode_inference
@@ -349,8 +384,8 @@ class Model:
             name=c.name, arch=c.arch, task=self.task, scale=self.scale, in_channels=self.in_channels,
             out_channels=self.out_channels, device=str(self.device), precision=self.precision,
             tile="auto" if self.tile is None else self.tile, tile_overlap=self.tile_overlap, train_mode=self.train_mode,
-            params=sum(p.numel() for p in self.net.parameters()), max_output_pixels=self.max_output_pixels,
-            notes=list(self.notes),
+            ensemble=self.ensemble, params=sum(p.numel() for p in self.net.parameters()),
+            max_output_pixels=self.max_output_pixels, notes=list(self.notes),
         )  # fmt: skip
 
     def __repr__(self) -> str:
@@ -367,6 +402,7 @@ def load(
     tile_overlap: int | None = None,
     max_output_pixels: int | None = None,
     train_mode: bool = False,
+    ensemble: bool = False,
 ) -> Model:
     """Load a model by catalog name, released checkpoint, or our `.safetensors` file.
 
@@ -375,6 +411,8 @@ def load(
     tile_overlap: input pixels of context and blend (default: the card's receptive radius).
     train_mode: run dropout and batch norm as in training (batch statistics of each image), as the
     released pix2pix results were made; whole images only. Default: eval mode (running statistics).
+    ensemble: average the outputs for the 8 flips / transposes of the input (8x slower; on SR
+    benchmarks typically +0.05-0.15 dB PSNR).
     """
     net, card = load_network(_resolve_path(name_or_path))
     return Model(
@@ -386,6 +424,7 @@ def load(
         tile_overlap=tile_overlap,
         max_output_pixels=max_output_pixels,
         train_mode=train_mode,
+        ensemble=ensemble,
     )
 
 

@@ -286,6 +286,33 @@ def test_cpu_runs_channels_last_with_the_same_result(compact: Path) -> None:
     assert torch.allclose(m.run_tensor(x, tile=0), want, atol=1e-5)
 
 
+def test_ensemble_is_the_mean_of_the_eight_flips_and_transposes(compact: Path) -> None:
+    from img2img.infer import dihedral, undo_dihedral
+
+    ref, _ = load_network(compact)
+    x = torch.rand(1, 3, 13, 9)  # not square: the transposed passes run 9 x 13
+    with torch.no_grad():
+        want = torch.stack([undo_dihedral(ref(dihedral(x, k)), k) for k in range(8)]).mean(0).clamp(0, 1)
+        plain = ref(x).clamp(0, 1)
+    m = load(compact, device="cpu", ensemble=True)
+    got = m.run_tensor(x, tile=0)
+    assert got.shape == plain.shape and torch.allclose(got, want, atol=1e-5)
+    assert not torch.allclose(got, plain, atol=1e-3)  # a random net is not flip-equivariant
+    assert m.describe()["ensemble"] is True and load(compact, device="cpu").describe()["ensemble"] is False
+    # Tiled, each tile is ensembled on its own and the blend still matches the whole image.
+    y = torch.rand(1, 3, 40, 36)
+    assert (m.run_tensor(y, tile=16) - m.run_tensor(y, tile=0)).abs().max() <= 1 / 255
+
+
+def test_undo_dihedral_inverts_every_transform() -> None:
+    from img2img.infer import dihedral, undo_dihedral
+
+    x = torch.rand(2, 3, 5, 7)
+    outs = [dihedral(x, k) for k in range(8)]
+    assert all(torch.equal(undo_dihedral(o, k), x) for k, o in enumerate(outs))
+    assert len({tuple(o.flatten().tolist()) for o in outs}) == 8  # eight different views
+
+
 def failing_above(m: Model, pixels: int, error: Exception) -> list[tuple]:
     """Make the network raise `error` for inputs larger than `pixels`; returns the shapes it ran."""
     ran: list[tuple] = []

@@ -97,6 +97,19 @@ def test_outscale_2_with_a_x4_model(tiny, tmp_path, capsys):
         assert im.size == (18, 12)
 
 
+def test_ensemble_flag_writes_the_self_ensembled_result(tiny, tmp_path, capsys):
+    import img2img
+
+    src = _img(tmp_path / "a.png", h=12, w=16)
+    for flag, out in (([], "plain"), (["--ensemble"], "ens")):
+        code, _, err = _run(capsys, src, tmp_path / out, "--weights", tiny, *flag)
+        assert code == 0, err
+    got = np.asarray(Image.open(tmp_path / "ens" / "a.png")).astype(np.float32) / 255
+    want = img2img.load(tiny, device="cpu", ensemble=True)(np.asarray(Image.open(src)).astype(np.float32) / 255)
+    assert np.abs(got - want).max() <= 1 / 255 + 1e-6
+    assert not np.array_equal(got, np.asarray(Image.open(tmp_path / "plain" / "a.png")).astype(np.float32) / 255)
+
+
 def test_bad_files_among_good_ones_exit_1_with_a_failure_table(tiny, tmp_path, capsys):
     _img(tmp_path / "in" / "a.png")
     _img(tmp_path / "in" / "c.jpg")

@@ -47,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument(
+        "--ensemble", action="store_true", help="x8 self-ensemble: mean over the 8 flips/transposes (8x slower)"
+    )
+    p.add_argument(
         "--record", metavar="KEY", help="also store the mean scores in the weights' card under metrics.KEY (our files)"
     )
     t = p.add_argument_group("translate")
@@ -111,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         from img2img.infer import load
 
-        model = load(args.weights, device=args.device, precision=args.precision, tile=args.tile)
+        model = load(args.weights, device=args.device, precision=args.precision, tile=args.tile, ensemble=args.ensemble)
         upscaler = ModelUpscaler(model)
         if args.scale is not None and args.scale != upscaler.scale:
             raise Img2ImgError(
@@ -153,7 +156,10 @@ def run_translate(args: argparse.Namespace) -> int:
         raise Img2ImgError("eval translate takes translation --weights and no --scale")
     if args.size < 0 or (args.max_images is not None and args.max_images < 1):
         raise Img2ImgError("--size must be >= 0 and --max-images >= 1")
-    model = load(args.weights, device=args.device, precision=args.precision, tile=args.tile, train_mode=args.train_mode)
+    model = load(
+        args.weights, device=args.device, precision=args.precision, tile=args.tile, train_mode=args.train_mode,
+        ensemble=args.ensemble,
+    )  # fmt: skip
     if model.task != "translate":
         raise Img2ImgError(f"{model.card.name} is a {model.task} model; use `img2img eval {model.task}`")
     prep = dict(preprocess="resize_and_crop", load_size=args.size, crop_size=args.size) if args.size else dict(

@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     def load_model(device: str) -> Any:
         model = load(
             resolve(name, args.direction), device=device, precision=args.precision, tile=args.tile,
-            tile_overlap=args.tile_overlap, train_mode=args.train_mode,
+            tile_overlap=args.tile_overlap, train_mode=args.train_mode, ensemble=args.ensemble,
         )  # fmt: skip
         if model.task != "translate":
             raise ConfigError(f"{model.card.name} is a {model.task} model; run it with `img2img {model.task}`")

@@ -75,6 +75,9 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument(
+        "--ensemble", action="store_true", help="average the outputs for the 8 flips/transposes (8x slower)"
+    )
+    p.add_argument(
         "--animated",
         default="error",
         choices=["error", "first"],
@@ -102,7 +105,10 @@ def _load_model(args: argparse.Namespace, device: str) -> Any:
     from img2img.infer import load
 
     name = str(args.weights) if args.weights is not None else (args.model or DEFAULT_MODEL)
-    model = load(name, device=device, precision=args.precision, tile=args.tile, tile_overlap=args.tile_overlap)
+    model = load(
+        name, device=device, precision=args.precision, tile=args.tile, tile_overlap=args.tile_overlap,
+        ensemble=args.ensemble,
+    )  # fmt: skip
     if model.task != "upscale":
         raise ConfigError(
             f"{model.card.name} is a {model.task} model, not an upscaler; run it with `img2img {model.task}`"
