@@ -26,7 +26,13 @@ from machine import describe, headline
 HERE = Path(__file__).parent
 # (name, square input side) of the speed runs. RRDB is ~30x heavier per pixel; channels_last pays off
 # on its dense blocks only once the feature maps are large, so it is timed at two sizes.
-RUNS = [("realesr-animevideov3", 256), ("realesrgan-x4plus", 96), ("realesrgan-x4plus", 256)]
+RUNS = [
+    ("realesr-animevideov3", 256),
+    ("realesrgan-x4plus", 96),
+    ("realesrgan-x4plus", 256),
+    ("realesrgan-x4plus-anime", 256),
+    ("esrgan-small-x4", 256),
+]
 
 
 def test_image(h: int, w: int) -> np.ndarray:
