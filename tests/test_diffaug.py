@@ -13,12 +13,18 @@ import torch
 
 pytest.importorskip("kornia")
 
+from test_translation_recipes import (  # noqa: E402,F401
+    cyclegan_overrides,
+    domains,
+    facades_like,
+    pix2pix_overrides,
+    recipe_and_nets,
+)
+
 from img2img.config import load_config  # noqa: E402
 from img2img.errors import ConfigError  # noqa: E402
-from img2img.recipes import RECIPES  # noqa: E402
 from img2img.recipes.diffaug import DiffAugment  # noqa: E402
 from img2img.train import Trainer  # noqa: E402
-from test_translation_recipes import cyclegan_overrides, domains, facades_like, pix2pix_overrides  # noqa: E402,F401
 
 REPO = Path(__file__).resolve().parent.parent
 ALL = ["color", "translation", "cutout"]
@@ -102,36 +108,27 @@ def d_inputs(recipe, nets, phase: str, batch: dict) -> list[torch.Tensor]:
     return seen
 
 
-def build(config: str, overrides: list[str]):
-    cfg = load_config(REPO / "configs" / config, overrides)
-    recipe = RECIPES[cfg.recipe](cfg.spec, seed=0)
-    torch.manual_seed(0)
-    nets = recipe.build_networks()
-    recipe.aux_modules()
-    return recipe, nets
-
-
 def test_pix2pix_shows_its_discriminator_augmented_pairs(tmp_path: Path, facades_like: Path) -> None:  # noqa: F811
     over = [*pix2pix_overrides(tmp_path, facades_like), "model.D.ndf=4", "loss.diffaugment=[translation,cutout]"]
-    recipe, nets = build("pix2pix/small_facades.yaml", over)
+    recipe, nets = recipe_and_nets("pix2pix/small_facades.yaml", over)
     a, b = smooth_batch(2) * 2 - 1, smooth_batch(2).flip(-1) * 2 - 1
     real, _fake = d_inputs(recipe, nets, "D", {"A": a, "B": b})
     assert real.shape == (2, 6, 32, 32) and not torch.allclose(real, torch.cat([a, b], 1))
     # Turned off, D sees the plain pair.
-    plain, pnets = build("pix2pix/small_facades.yaml", over[:-1])
+    plain, pnets = recipe_and_nets("pix2pix/small_facades.yaml", over[:-1])
     real, _ = d_inputs(plain, pnets, "D", {"A": a, "B": b})
     assert torch.equal(real, torch.cat([a, b], 1))
 
 
 def test_cyclegan_and_esrgan_show_their_discriminators_augmented_images(tmp_path: Path, domains: Path) -> None:  # noqa: F811
-    recipe, nets = build(
+    recipe, nets = recipe_and_nets(
         "cyclegan/small_horse2zebra.yaml", [*cyclegan_overrides(tmp_path, domains), "loss.diffaugment=[cutout]"]
     )
     a, b = smooth_batch(1) * 2 - 1, smooth_batch(1).flip(-2) * 2 - 1
     seen = d_inputs(recipe, nets, "D", {"A": a, "B": b})
     assert len(seen) == 4 and not torch.allclose(seen[0], a)  # D_A's real image came augmented
     tiny_g = {"arch": "RRDBNet", "nf": 8, "nb": 1, "gc": 4, "scale": 4}
-    recipe, nets = build(
+    recipe, nets = recipe_and_nets(
         "esrgan/small_gan_x4_novgg.yaml",
         [f"model.G={json.dumps(tiny_g)}", "model.D.nf=8", "data.hr_dirs=[x]", "loss.diffaugment=[color,cutout]"],
     )
