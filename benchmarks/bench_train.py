@@ -1,6 +1,6 @@
 """Training step time of pix2pix (unet_256, batch 1, 256x256) and CycleGAN (resnet_9blocks, 256x256)
 on this machine's CPU, through the real engine (`Trainer`): plain fp32 with contiguous (NCHW) tensors,
-our default (`train.memory_format: auto`, channels_last on CPU), and bf16 autocast. Each variant runs
+our default (`train.memory_format: auto`, channels_last on CPU), and bf16 autocast in either layout. Each variant runs
 in the same process on the same synthetic data; the median of the timed steps is reported.
 Prints a table and writes benchmarks/results/train.json.
 
@@ -26,6 +26,7 @@ VARIANTS = {  # name -> config overrides
     "fp32 NCHW": ["train.memory_format=contiguous", "train.amp=off"],
     "default": ["train.amp=off"],
     "bf16": ["train.amp=bf16"],
+    "bf16 NCHW": ["train.memory_format=contiguous", "train.amp=bf16"],
 }
 
 
@@ -65,7 +66,7 @@ def step_times(config: str, overrides: list[str], steps: int, warmup: int) -> li
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one timed step per variant (smoke run)")
-    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--out", default=str(HERE / "results" / "train.json"))
     args = ap.parse_args()
     size, steps, rounds = (256, 1, 1) if args.quick else (256, args.steps, 2)
