@@ -247,3 +247,15 @@ def test_record_stores_the_mean_scores_in_the_card(tmp_path):
     assert rec["psnr_y"] == pytest.approx(report["mean"]["psnr"], abs=1e-4) and rec["images"] == 1
     assert rec["protocol"]["data"] == str(tmp_path / "d")
     assert main(["eval", "sr", "--weights", "bicubic", "--data", str(tmp_path / "d"), "--record", "x"]) == 2
+
+
+@pytest.mark.slow
+@needs_benchmarks
+def test_bundled_esrgan_small_scores_what_its_card_says(tmp_path):
+    """The shipped demo model, evaluated from scratch, reproduces its card and clearly beats bicubic."""
+    weights = Path(__file__).resolve().parents[1] / "weights" / "esrgan-small-x4.safetensors"
+    card = json.loads(weights.with_suffix(".json").read_text())
+    ours = _eval(tmp_path, "--weights", str(weights), "--data", str(SR / "Set5" / "image_SRF_4"))
+    bicubic = _eval(tmp_path, "--weights", "bicubic", "--data", str(SR / "Set5" / "image_SRF_4"))
+    assert ours["mean"]["psnr"] == pytest.approx(card["metrics"]["Set5_x4"]["psnr_y"], abs=0.01)
+    assert ours["mean"]["psnr"] - bicubic["mean"]["psnr"] > 1.3
