@@ -83,10 +83,12 @@ class Trainer:
         self.nets = {
             k: dist.maybe_sync_batchnorm(v, self.info).to(self.device) for k, v in self.recipe.build_networks().items()
         }
+        # auto: channels_last for CUDA mixed precision (tensor cores). On CPU, training steps measured
+        # slower in channels_last than NCHW (benchmarks/bench_train.py: 0.79-0.93x), unlike inference.
         self.channels_last = t.memory_format == "channels_last" or (
-            t.memory_format == "auto" and (self.device.type == "cpu" or t.amp != "off")
+            t.memory_format == "auto" and self.device.type == "cuda" and t.amp != "off"
         )
-        if self.channels_last:  # faster convolutions (oneDNN on CPU, tensor cores on CUDA)
+        if self.channels_last:
             for net in self.nets.values():
                 net.to(memory_format=torch.channels_last)
         self.aux = {k: m.to(self.device).eval() for k, m in self.recipe.aux_modules().items()}
