@@ -173,4 +173,4 @@ def training_time(stats_path: Path, up_to_step: int | None = None) -> dict[str, 
     for s in steps:
         seconds += (s - prev) / rate[s]
         prev = s
-    return {"wall_time_s": round(seconds, 1), "it_per_s": round(prev / seconds, 3), "steps_timed": float(prev)}
+    return {"wall_time_s": round(seconds, 3), "it_per_s": round(prev / seconds, 3), "steps_timed": float(prev)}
