@@ -192,7 +192,7 @@ class ModelUpscaler:
         card = model.card
         self.description = (
             f"{card.arch} x{card.scale} from {card.source or 'our weights'} ({model.precision}"
-            + (", x8 self-ensemble)" if getattr(model, "ensemble", False) else ")")
+            + (", x8 self-ensemble)" if model.ensemble else ")")
         )
 
     def __call__(self, lr: np.ndarray) -> np.ndarray:

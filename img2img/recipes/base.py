@@ -57,8 +57,7 @@ class Recipe:
         """What a discriminator is shown: `x` through the run's differentiable augmentation, if any."""
         return self.diffaug(x) if self.diffaug else x
 
-    def build_diffaug(self, value_range: tuple[float, float]) -> None:
-        policy = getattr(getattr(self.cfg, "loss", None), "diffaugment", None)
+    def build_diffaug(self, policy: list[str], value_range: tuple[float, float]) -> None:
         if policy:
             from img2img.recipes.diffaug import DiffAugment
 

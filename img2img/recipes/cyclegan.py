@@ -163,7 +163,7 @@ class CycleGANRecipe(Recipe):
         from img2img.losses import GANLoss
 
         self.gan_loss = GANLoss(self.cfg.loss.gan_kind)
-        self.build_diffaug((-1.0, 1.0))
+        self.build_diffaug(self.cfg.loss.diffaugment, (-1.0, 1.0))
         return {"gan": self.gan_loss}
 
     def make_dataset(self) -> torch.utils.data.Dataset:

@@ -13,14 +13,14 @@ so the pair stays consistent."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
 from img2img.errors import ConfigError
 
 Policy = Literal["color", "translation", "cutout"]
-POLICIES: tuple[str, ...] = ("color", "translation", "cutout")
+POLICIES: tuple[str, ...] = get_args(Policy)
 
 
 class DiffAugment:

@@ -156,7 +156,7 @@ class ESRGANRecipe(Recipe):
                 )
         if self.gan_stage:
             self.gan_loss = GANLoss(loss.gan_kind)
-            self.build_diffaug((0.0, 1.0))
+            self.build_diffaug(self.cfg.loss.diffaugment, (0.0, 1.0))
         return {k: v for k, v in {"vgg": self.vgg, "gan": self.gan_loss}.items() if v is not None}
 
     def make_dataset(self) -> torch.utils.data.Dataset:

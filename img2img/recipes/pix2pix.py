@@ -133,7 +133,7 @@ class Pix2PixRecipe(Recipe):
         if self.cfg.model.D is None:
             return {}
         self.gan_loss = GANLoss(self.cfg.loss.gan_kind)
-        self.build_diffaug((-1.0, 1.0))
+        self.build_diffaug(self.cfg.loss.diffaugment, (-1.0, 1.0))
         return {"gan": self.gan_loss}
 
     def make_dataset(self) -> torch.utils.data.Dataset:
