@@ -32,7 +32,7 @@ VARIANTS = {  # name -> config overrides
 
 
 def make_data(root: Path, size: int) -> None:
-    from img2img.images import write_image
+    from img2img.io.images import write_image
 
     rng = np.random.default_rng(0)
     for sub in ("aligned", "trainA", "trainB"):
@@ -46,8 +46,8 @@ def make_data(root: Path, size: int) -> None:
 
 def step_times(config: str, overrides: list[str], steps: int, warmup: int) -> list[float]:
     """Seconds per optimisation step (all phases) of the engine on this config."""
-    from img2img.config import load_config
     from img2img.train import Trainer
+    from img2img.train.config import load_config
 
     trainer = Trainer(load_config(REPO / "configs" / config, overrides))
     trainer._start()

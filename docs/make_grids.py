@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 def load_half(path: Path, right: bool, size: int) -> np.ndarray:
     import cv2
 
-    from img2img.images import read_image
+    from img2img.io.images import read_image
 
     img = read_image(path).rgb
     half = img.shape[1] // 2
@@ -31,7 +31,7 @@ def load_half(path: Path, right: bool, size: int) -> np.ndarray:
 def load_photo(path: Path, size: int) -> np.ndarray:
     import cv2
 
-    from img2img.images import read_image
+    from img2img.io.images import read_image
 
     img = read_image(path).rgb
     img = np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img
@@ -50,7 +50,7 @@ def grid(rows: list[list[np.ndarray]], pad: int = 4) -> np.ndarray:
 
 def main() -> None:
     import img2img
-    from img2img.images import write_image
+    from img2img.io.images import write_image
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("IMG2IMG_DATA", REPO.parent / "shared" / "data")))

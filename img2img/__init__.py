@@ -13,11 +13,11 @@ __all__ = ["load", "list_weights", "Model", "__version__"]
 def __getattr__(name: str):
     # Lazy: `import img2img` stays cheap (no torch import) until the API is used.
     if name in ("load", "Model"):
-        from img2img import infer
+        from img2img.infer import model as infer
 
         return getattr(infer, name)
     if name == "list_weights":
-        from img2img import catalog
+        from img2img.weights import catalog
 
         return catalog.list_weights
     raise AttributeError(f"module 'img2img' has no attribute {name!r}")

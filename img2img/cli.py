@@ -29,9 +29,7 @@ COMMANDS: dict[str, str] = {
 def build_parser() -> argparse.ArgumentParser:
     from img2img import __version__
 
-    parser = argparse.ArgumentParser(
-        prog="img2img", description="Image-to-image translation and super-resolution."
-    )
+    parser = argparse.ArgumentParser(prog="img2img", description="Image-to-image translation and super-resolution.")
     parser.add_argument("--version", action="version", version=f"img2img {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, modname in COMMANDS.items():

@@ -63,9 +63,7 @@ class GANLoss(nn.Module):
         reals, fakes = _logit_list(real_logits), _logit_list(fake_logits)
         if len(reals) != len(fakes):
             raise ValueError(f"d_loss: {len(reals)} real vs {len(fakes)} fake logit maps")
-        return torch.stack(
-            [self._d_one(r.float(), f.float()) for r, f in zip(reals, fakes, strict=True)]
-        ).mean()
+        return torch.stack([self._d_one(r.float(), f.float()) for r, f in zip(reals, fakes, strict=True)]).mean()
 
     def g_loss(self, fake_logits: Logits, real_logits: Logits | None = None) -> Tensor:
         """Generator adversarial loss. `real_logits` (relativistic only) are used as constants."""
@@ -223,9 +221,7 @@ class PerceptualLoss(nn.Module):
         index = vgg19_layer_index()
         unknown = sorted(set(layer_weights) - set(index))
         if unknown or not layer_weights:
-            raise ConfigError(
-                f"perceptual layers {unknown or '{}'} not in VGG19; choose from {', '.join(index)}"
-            )
+            raise ConfigError(f"perceptual layers {unknown or '{}'} not in VGG19; choose from {', '.join(index)}")
         last = max(index[name] for name in layer_weights)
         self.features = vgg19_features()[: last + 1]
         self.pretrained = self._load_weights(weights_path, allow_random_init)
@@ -283,15 +279,11 @@ class PerceptualLoss(nn.Module):
         with torch.no_grad():
             real_f = self.extract(real)
         dist = F.l1_loss if self.criterion == "l1" else F.mse_loss
-        terms = [
-            w * dist(fake_f[name].float(), real_f[name].float()) for name, w in self.layer_weights.items()
-        ]
+        terms = [w * dist(fake_f[name].float(), real_f[name].float()) for name, w in self.layer_weights.items()]
         return torch.stack(terms).sum()
 
 
-def feature_matching_loss(
-    real_feats: Sequence[Sequence[Tensor]], fake_feats: Sequence[Sequence[Tensor]]
-) -> Tensor:
+def feature_matching_loss(real_feats: Sequence[Sequence[Tensor]], fake_feats: Sequence[Sequence[Tensor]]) -> Tensor:
     """pix2pixHD / SPADE feature matching: per scale, the sum over layers of L1(fake, real), averaged
     over scales. Pass only intermediate features (drop each scale's final logits); real ones are
     detached, so gradients reach the generator through the fake features only."""
@@ -302,9 +294,7 @@ def feature_matching_loss(
         if len(reals) != len(fakes) or not reals:
             raise ValueError(f"feature matching scale {i}: {len(reals)} real vs {len(fakes)} fake layers")
         per_scale.append(
-            torch.stack(
-                [F.l1_loss(f.float(), r.detach().float()) for r, f in zip(reals, fakes, strict=True)]
-            ).sum()
+            torch.stack([F.l1_loss(f.float(), r.detach().float()) for r, f in zip(reals, fakes, strict=True)]).sum()
         )
     return torch.stack(per_scale).mean()
 

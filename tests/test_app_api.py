@@ -26,8 +26,8 @@ from PIL import Image  # noqa: E402
 from img2img import infer  # noqa: E402
 from img2img.archs import SRVGGNetCompact  # noqa: E402
 from img2img.cli import main as cli_main  # noqa: E402
-from img2img.images import read_image, write_image  # noqa: E402
-from img2img.weights import Card, save_weights  # noqa: E402
+from img2img.io.images import read_image, write_image  # noqa: E402
+from img2img.weights.format import Card, save_weights  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "img2img" / "app" / "examples"
 MAX_PIXELS = 300_000

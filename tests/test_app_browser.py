@@ -83,7 +83,7 @@ def save_tiny_model(home: Path) -> None:
     import torch
 
     from img2img.archs import SRVGGNetCompact
-    from img2img.weights import Card, save_weights
+    from img2img.weights.format import Card, save_weights
 
     torch.manual_seed(0)
     kwargs = {"nf": 8, "num_conv": 2, "scale": 4}

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from img2img import catalog
 from img2img.archs import SRVGGNetCompact
-from img2img.catalog import cache_dir, conversion_count, list_weights, resolve_weights
 from img2img.cli import main
 from img2img.errors import WeightsError
-from img2img.weights import Card, load_network, save_weights
+from img2img.weights import catalog
+from img2img.weights.catalog import cache_dir, conversion_count, list_weights, resolve_weights
+from img2img.weights.format import Card, load_network, save_weights
 
 REPO = Path(__file__).resolve().parent.parent
 needs_package = pytest.mark.skipif(
@@ -79,12 +79,10 @@ def test_damaged_cache_file_is_rebuilt(damage: str) -> None:
 
 @needs_package
 def test_two_processes_converting_at_once_both_succeed(home: Path) -> None:
-    code = "from img2img.catalog import resolve_weights; print(resolve_weights('realesr-animevideov3'))"
+    code = "from img2img.weights.catalog import resolve_weights; print(resolve_weights('realesr-animevideov3'))"
     env = {**os.environ, "IMG2IMG_HOME": str(home)}
     procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
+        subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         for _ in range(2)
     ]
     outs = [p.communicate(timeout=120) for p in procs]
@@ -118,9 +116,7 @@ def test_released_file_by_path_is_converted_once_keyed_by_content(tmp_path: Path
 def test_our_safetensors_resolves_to_itself_and_cache_extras_are_listed(tmp_path: Path, home: Path) -> None:
     net = SRVGGNetCompact(nf=8, num_conv=2, scale=2)
     kwargs = {"nf": 8, "num_conv": 2, "scale": 2}
-    card = Card(
-        name="tiny", arch="SRVGGNetCompact", arch_kwargs=kwargs, task="upscale", scale=2, source="test"
-    )
+    card = Card(name="tiny", arch="SRVGGNetCompact", arch_kwargs=kwargs, task="upscale", scale=2, source="test")
     own = save_weights(tmp_path / "tiny.safetensors", net, card)
     assert resolve_weights(own) == own
     extra = save_weights(cache_dir() / "my-extra.safetensors", net, card)
@@ -151,9 +147,7 @@ def test_models_command_lists_released_models(capsys: pytest.CaptureFixture[str]
     assert "RRDBNet" in x4plus and "16.70 M" in x4plus and "x4" in x4plus and x4plus.endswith("no")
     assert main(["models", "--json", "--task", "upscale"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert {"realesrgan-x4plus", "realesrgan-x4plus-anime", "realesr-animevideov3"} <= {
-        r["name"] for r in rows
-    }
+    assert {"realesrgan-x4plus", "realesrgan-x4plus-anime", "realesr-animevideov3"} <= {r["name"] for r in rows}
     assert all(r["task"] == "upscale" for r in rows)
     assert main(["models", "--task", "generate", "--json"]) == 0
     assert all(r["task"] == "generate" for r in json.loads(capsys.readouterr().out))

@@ -20,7 +20,6 @@ import torch
 from PIL import Image
 
 from img2img.cli import main
-from img2img.config import load_config
 from img2img.errors import ConfigError, WeightsError
 from img2img.train import Trainer
 from img2img.train.checkpoint import (
@@ -32,6 +31,7 @@ from img2img.train.checkpoint import (
     rng_state,
     set_rng_state,
 )
+from img2img.train.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = REPO / "configs" / "esrgan" / "small_psnr_x4.yaml"
@@ -230,7 +230,7 @@ def test_init_from_released_pth(tmp_path: Path, images: Path) -> None:
     pth = DATA / "weights_official" / "realesr-animevideov3.pth"
     if not pth.is_file():
         pytest.skip(f"{pth} not present (set IMG2IMG_DATA)")
-    from img2img.convert import convert_file
+    from img2img.weights.convert import convert_file
 
     want, _ = convert_file(pth)
     g = "model.G={arch: SRVGGNetCompact, nf: 64, num_conv: 16, scale: 4, act: prelu}"
@@ -265,7 +265,7 @@ def test_export_command(tmp_path: Path, images: Path, capsys: pytest.CaptureFixt
     state = load_state(run / "checkpoints" / "step_00000003.pt")
     raw = load_file(str(out / "raw.safetensors"))
     assert all(torch.equal(raw[k], state["networks"]["G"][k]) for k in raw)
-    from img2img.infer import load
+    from img2img.infer.model import load
 
     x = torch.rand(1, 3, 6, 6)
     full = load(out / "mine.safetensors", device="cpu").run_tensor(x)

@@ -9,8 +9,9 @@ import pytest
 import yaml
 
 from img2img.cli import main
-from img2img.config import RunConfig, apply_overrides, from_dict, load_config
+from img2img.config import apply_overrides
 from img2img.errors import ConfigError
+from img2img.train.config import RunConfig, from_dict, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").glob("*/*.yaml"))
@@ -135,7 +136,7 @@ def test_cli_reports_config_errors_in_one_line(capsys: pytest.CaptureFixture[str
 
 def test_bare_off_in_yaml_means_the_option_off(tmp_path) -> None:
     """YAML reads `amp: off` as False; for a choice that has "off" it means just that."""
-    from img2img.config import load_config
+    from img2img.train.config import load_config
 
     cfg_path = tmp_path / "c.yaml"
     cfg_path.write_text("recipe: esrgan\ntrain: {amp: off}\ndata: {hr_dirs: [x]}\n")

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from img2img.archs import RRDBNet, SRVGGNetCompact
-from img2img.catalog import package_models_dir
-from img2img.convert import convert_file, convert_state_dict, count_params, load_state_dict_file
 from img2img.errors import WeightsError
-from img2img.weights import build_network
+from img2img.weights.catalog import package_models_dir
+from img2img.weights.convert import convert_file, convert_state_dict, count_params, load_state_dict_file
+from img2img.weights.format import build_network
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("IMG2IMG_DATA", REPO.parent / "shared" / "data"))

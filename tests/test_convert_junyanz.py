@@ -10,12 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import img2img.infer
+import img2img.infer.model
 from img2img.archs import build_arch
-from img2img.convert import convert_file, convert_state_dict
 from img2img.errors import WeightsError
 from img2img.layers import init_weights
-from img2img.weights import build_network, save_weights
+from img2img.weights.convert import convert_file, convert_state_dict
+from img2img.weights.format import build_network, save_weights
 
 
 def random_net(arch: str, **kw: object) -> torch.nn.Module:
@@ -108,7 +108,7 @@ def test_converted_generator_translates_any_image_size(tmp_path: Path) -> None:
     path, net = released_file(tmp_path, "unet_256_batch")
     sd, card = convert_file(path)
     saved = save_weights(tmp_path / "facades_label2photo.safetensors", sd, card)
-    model = img2img.infer.load(saved, device="cpu", tile=0)
+    model = img2img.infer.model.load(saved, device="cpu", tile=0)
     assert model.size_multiple == 256
     img = np.random.default_rng(0).random((750, 1000, 3), dtype=np.float32)
     out = model(img)
@@ -118,14 +118,14 @@ def test_converted_generator_translates_any_image_size(tmp_path: Path) -> None:
     with torch.no_grad():
         want = (net(F.pad(x, (0, 24, 0, 18), mode="reflect"))[..., :750, :1000] + 1) / 2
     assert np.abs(out - want[0].permute(1, 2, 0).numpy()).max() < 1e-4
-    tiled = img2img.infer.load(saved, device="cpu")(img)  # automatic tiling (512 px on CPU) keeps the size too
+    tiled = img2img.infer.model.load(saved, device="cpu")(img)  # automatic tiling (512 px on CPU) keeps the size too
     assert tiled.shape == (750, 1000, 3) and np.isfinite(tiled).all()
 
 
 def test_resnet_translates_sizes_that_are_not_multiples_of_4(tmp_path: Path) -> None:
     path, _ = released_file(tmp_path, "resnet_9blocks_old_instance_stats")
     saved = save_weights(tmp_path / "horse2zebra.safetensors", *convert_file(path))
-    out = img2img.infer.load(saved, device="cpu")(np.full((101, 75, 3), 0.5, dtype=np.float32))
+    out = img2img.infer.model.load(saved, device="cpu")(np.full((101, 75, 3), 0.5, dtype=np.float32))
     assert out.shape == (101, 75, 3)
 
 

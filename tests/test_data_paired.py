@@ -15,7 +15,7 @@ from img2img.data.base import skip_collate
 from img2img.data.paired import PairedDataConfig, PairedDataset
 from img2img.data.unpaired import UnpairedDataConfig, UnpairedDataset
 from img2img.errors import ConfigError
-from img2img.images import read_image, write_image
+from img2img.io.images import read_image, write_image
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("IMG2IMG_DATA", REPO.parent / "shared" / "data"))

@@ -24,7 +24,7 @@ from img2img.data import (
     skip_collate,
 )
 from img2img.errors import ConfigError
-from img2img.resize import imresize
+from img2img.io.resize import imresize
 
 DATA = Path(os.environ.get("IMG2IMG_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
@@ -84,9 +84,7 @@ def test_skip_collate_drops_and_counts():
 def test_bicubic_lr_is_matlab_resize_of_the_hr_crop(tmp_path):
     hr_img = photo(70, 53, 0)  # not multiples of 4: the HR is cropped to 68 x 52
     write(tmp_path / "hr" / "a.png", hr_img)
-    ds = SRDataset(
-        SRDataConfig([str(tmp_path / "hr")], scale=4, patch_size=32, augment=False, repeat=6), seed=3
-    )
+    ds = SRDataset(SRDataConfig([str(tmp_path / "hr")], scale=4, patch_size=32, augment=False, repeat=6), seed=3)
     lr_full = imresize(hr_img[:68, :52], 0.25)  # uint8 in, uint8 out, MATLAB rounding
     seen = set()
     for i in range(6):
@@ -198,26 +196,20 @@ def test_paired_folders_match_by_stem(tmp_path):
         hr = photo(40, 36, i)
         write(tmp_path / "hr" / f"{name}.png", hr)
         write(tmp_path / "lr" / f"{name}x4.png", imresize(hr, 0.25))  # DIV2K-style LR names
-    cfg = SRDataConfig(
-        [str(tmp_path / "hr")], lr_dirs=[str(tmp_path / "lr")], scale=4, patch_size=32, augment=False
-    )
+    cfg = SRDataConfig([str(tmp_path / "hr")], lr_dirs=[str(tmp_path / "lr")], scale=4, patch_size=32, augment=False)
     ds = SRDataset(cfg, seed=0)
     assert [it.lr.name for it in ds.items] == ["ax4.png", "bx4.png"]
     s = ds[1]
     assert s["lr"].shape == (3, 8, 8) and s["key"] == "hr/b.png"
     y, x = find_crop(photo(40, 36, 1), hwc_u8(s["hr"]), step=4)
-    assert np.array_equal(
-        hwc_u8(s["lr"]), imresize(photo(40, 36, 1), 0.25)[y // 4 : y // 4 + 8, x // 4 : x // 4 + 8]
-    )
+    assert np.array_equal(hwc_u8(s["lr"]), imresize(photo(40, 36, 1), 0.25)[y // 4 : y // 4 + 8, x // 4 : x // 4 + 8])
 
 
 def test_hr_and_lr_side_by_side_in_one_folder(tmp_path):
     hr = photo(48, 48, 5)
     write(tmp_path / "set" / "img_001_HR.png", hr)
     write(tmp_path / "set" / "img_001_LR.png", imresize(hr, 0.5))
-    paired = SRDataset(
-        SRDataConfig([str(tmp_path / "set")], lr_dirs=[str(tmp_path / "set")], scale=2, patch_size=32)
-    )
+    paired = SRDataset(SRDataConfig([str(tmp_path / "set")], lr_dirs=[str(tmp_path / "set")], scale=2, patch_size=32))
     assert [(it.hr.name, it.lr.name) for it in paired.items] == [("img_001_HR.png", "img_001_LR.png")]
     synth = SRDataset(SRDataConfig([str(tmp_path / "set")], scale=2, patch_size=32))
     assert [it.hr.name for it in synth.items] == ["img_001_HR.png"]  # the LR file is never used as HR
@@ -328,9 +320,7 @@ def test_degrade_tiny_inputs_and_errors():
 
 def test_realesrgan_dataset_mode(tmp_path):
     write(tmp_path / "hr" / "a.png", photo(40, 40, 0))
-    ds = SRDataset(
-        SRDataConfig([str(tmp_path / "hr")], scale=4, patch_size=32, degradation="realesrgan"), seed=0
-    )
+    ds = SRDataset(SRDataConfig([str(tmp_path / "hr")], scale=4, patch_size=32, degradation="realesrgan"), seed=0)
     s = ds[0]
     assert s["lr"].shape == (3, 8, 8) and s["hr"].shape == (3, 32, 32)
     assert torch.equal(ds[0]["lr"], s["lr"])
@@ -346,9 +336,7 @@ def test_set5_bicubic_lr_matches_the_published_lr_files():
     if not folder.is_dir():
         pytest.skip(f"Set5 not found at {folder} (set IMG2IMG_DATA)")
     synth = SRDataset(SRDataConfig([str(folder)], scale=4, patch_size=96, augment=False), seed=0)
-    paired = SRDataset(
-        SRDataConfig([str(folder)], lr_dirs=[str(folder)], scale=4, patch_size=96, augment=False)
-    )
+    paired = SRDataset(SRDataConfig([str(folder)], lr_dirs=[str(folder)], scale=4, patch_size=96, augment=False))
     assert len(synth) == len(paired) == 5
     for i in range(5):
         a, b = synth[i], paired[i]

@@ -21,7 +21,7 @@ from test_translation_recipes import (  # noqa: E402,F401
     recipe_and_nets,
 )
 
-from img2img.config import load_config  # noqa: E402
+from img2img.train.config import load_config  # noqa: E402
 from img2img.errors import ConfigError  # noqa: E402
 from img2img.recipes.diffaug import DiffAugment  # noqa: E402
 from img2img.train import Trainer  # noqa: E402

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_gloo_available(), reaso
 RANK_SCRIPT = """
 import hashlib, json, os, sys
 from pathlib import Path
-from img2img.config import load_config
+from img2img.train.config import load_config
 from img2img.train import Trainer
 from img2img.train.dist import ResumableSampler
 

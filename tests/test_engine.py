@@ -12,10 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from img2img.config import ScheduleConfig, load_config
 from img2img.errors import ConfigError, ImageError
 from img2img.train import NonFiniteLossError, Trainer
 from img2img.train.checkpoint import list_checkpoints, load_state
+from img2img.train.config import ScheduleConfig, load_config
 from img2img.train.ema import EMA
 from img2img.train.engine import lr_factor
 
@@ -98,7 +98,7 @@ def test_run_writes_everything_a_user_needs(tmp_path: Path) -> None:
     assert state["step"] == 6 and state["config"] == cfg.to_dict()
     assert (run / "config.yaml").is_file()
     # The exported weights are what `img2img upscale --weights` loads.
-    from img2img.infer import load
+    from img2img.infer.model import load
 
     model = load(result.exported[0])
     out = model.run_tensor(torch.rand(1, 3, 8, 8))
@@ -151,7 +151,7 @@ def test_nonfinite_loss_stops_before_writing(tmp_path: Path, monkeypatch: pytest
 
 def test_nan_initial_weights_abort_at_step_0(tmp_path: Path) -> None:
     from img2img.archs import RRDBNet
-    from img2img.weights import Card, save_weights
+    from img2img.weights.format import Card, save_weights
 
     net = RRDBNet(nf=8, nb=1, gc=4, scale=4)
     with torch.no_grad():

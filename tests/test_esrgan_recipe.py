@@ -15,9 +15,9 @@ from PIL import Image
 
 from img2img.cli import main
 from img2img.commands.finetune import build_config
-from img2img.config import load_config
 from img2img.errors import ConfigError
 from img2img.train import Trainer
+from img2img.train.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 ESRGAN_CONFIGS = sorted((REPO / "configs" / "esrgan").glob("*.yaml"))
@@ -140,8 +140,8 @@ def test_gan_stage_losses_are_the_papers() -> None:
 
 
 def test_samples_and_validation(images: Path) -> None:
-    from img2img.metrics import psnr
-    from img2img.resize import imresize
+    from img2img.eval.metrics import psnr
+    from img2img.io.resize import imresize
 
     recipe, nets = gan_recipe()
     batch = {"lr": torch.rand(3, 3, 32, 32), "hr": torch.rand(3, 3, 128, 128)}
@@ -159,7 +159,7 @@ def test_samples_and_validation(images: Path) -> None:
 
 def save_tiny(path: Path, seed: int, **kw) -> Path:
     from img2img.archs import RRDBNet
-    from img2img.weights import Card, save_weights
+    from img2img.weights.format import Card, save_weights
 
     torch.manual_seed(seed)
     kwargs = {k: v for k, v in {**TINY_G, **kw}.items() if k != "arch"}
@@ -180,7 +180,7 @@ def test_interpolate_command(tmp_path: Path) -> None:
     record = card["training"]["interpolation"]
     assert record["alpha"] == 0.8 and record["a"]["path"] == str(a) and record["b"]["source"] == "seed 1"
     assert card["arch"] == "RRDBNet" and card["metrics"] == {}
-    from img2img.infer import load
+    from img2img.infer.model import load
 
     assert load(out).run_tensor(torch.rand(1, 3, 4, 4)).shape == (1, 3, 16, 16)
     other = save_tiny(tmp_path / "d.safetensors", 2, nb=2)
@@ -231,8 +231,8 @@ def finetune_parser():
 
 def test_finetune_catalog_model(tmp_path: Path, images: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IMG2IMG_HOME", str(tmp_path / "home"))
-    from img2img.catalog import resolve_weights
-    from img2img.weights import load_weights
+    from img2img.weights.catalog import resolve_weights
+    from img2img.weights.format import load_weights
 
     try:
         want, _ = load_weights(resolve_weights("realesr-animevideov3"))

@@ -16,10 +16,10 @@ from PIL import Image
 
 from img2img.archs import SRVGGNetCompact
 from img2img.cli import main
-from img2img.evaluate import DatasetError, discover_sr_dataset, load_pair
-from img2img.metrics import psnr, rgb_to_y, ssim
-from img2img.resize import imresize
-from img2img.weights import Card, save_weights
+from img2img.eval.metrics import psnr, rgb_to_y, ssim
+from img2img.eval.sr import DatasetError, discover_sr_dataset, load_pair
+from img2img.io.resize import imresize
+from img2img.weights.format import Card, save_weights
 
 DATA = Path(os.environ.get("IMG2IMG_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 SR = DATA / "sr"
@@ -177,9 +177,7 @@ def test_model_scores_and_saved_images_match_an_independent_computation(tmp_path
     _save(tmp_path / "d" / "colour.png", hr)
     _save(tmp_path / "d" / "grey.png", grey)
     saved = tmp_path / "out"
-    report = _eval(
-        tmp_path, "--weights", str(weights), "--data", str(tmp_path / "d"), "--save-images", str(saved)
-    )
+    report = _eval(tmp_path, "--weights", str(weights), "--data", str(tmp_path / "d"), "--save-images", str(saved))
     assert report["model"] == "nn-x4" and report["scale"] == 4 and report["weights"] == str(weights)
     got = {r["name"]: r for r in report["images"]}
     up = _nearest(imresize(hr, 0.25), 4)
@@ -188,15 +186,11 @@ def test_model_scores_and_saved_images_match_an_independent_computation(tmp_path
     # grey: replicated for the RGB model, compared as luminance against the grey HR
     up_g = _nearest(imresize(grey, 0.25), 4)
     assert got["grey"]["psnr"] == pytest.approx(psnr(up_g, grey, crop_border=4), abs=1e-5)
-    assert report["mean"]["psnr"] == pytest.approx(
-        (got["colour"]["psnr"] + got["grey"]["psnr"]) / 2, abs=1e-5
-    )
+    assert report["mean"]["psnr"] == pytest.approx((got["colour"]["psnr"] + got["grey"]["psnr"]) / 2, abs=1e-5)
     np.testing.assert_array_equal(np.asarray(Image.open(saved / "colour.png")), up)
     assert "nn-x4 x4" in capsys.readouterr().out
     # a second run must not overwrite the saved images unless asked
-    code = main(
-        ["eval", "sr", "--weights", str(weights), "--data", str(tmp_path / "d"), "--save-images", str(saved)]
-    )
+    code = main(["eval", "sr", "--weights", str(weights), "--data", str(tmp_path / "d"), "--save-images", str(saved)])
     assert code == 2 and "--overwrite" in capsys.readouterr().err
     code = main(["eval", "sr", "--weights", str(weights), "--data", str(tmp_path / "d"),
                  "--save-images", str(saved), "--overwrite"])  # fmt: skip
@@ -238,7 +232,7 @@ def test_identical_output_reports_inf_as_null(tmp_path, capsys):
 
 
 def test_record_stores_the_mean_scores_in_the_card(tmp_path):
-    from img2img.weights import read_card
+    from img2img.weights.format import read_card
 
     weights = _nearest_model(tmp_path / "nn-x4.safetensors")
     _save(tmp_path / "d" / "a.png", _photo(48, 40, 4))

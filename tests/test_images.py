@@ -1,4 +1,4 @@
-"""img2img.images: every reader/writer path, on images the tests make themselves (Pillow, OpenCV, bytes)."""
+"""img2img.io.images: every reader/writer path, on images the tests make themselves (Pillow, OpenCV, bytes)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageOps
 
-from img2img import images
 from img2img.errors import ImageError, ImageTooLargeError
-from img2img.images import decode_image, is_image_path, probe_size, read_image, write_image
+from img2img.io import images
+from img2img.io.images import decode_image, is_image_path, probe_size, read_image, write_image
 
 RNG = np.random.default_rng(1234)
 
@@ -367,7 +367,7 @@ def test_pillow_global_limit_neither_blocks_nor_warns_and_is_restored(monkeypatc
 
 
 def test_opencv_limit_is_set_before_cv2_loads():
-    code = "import os, img2img.images; print(os.environ['OPENCV_IO_MAX_IMAGE_PIXELS'])"
+    code = "import os, img2img.io.images; print(os.environ['OPENCV_IO_MAX_IMAGE_PIXELS'])"
     env = {**os.environ, "IMG2IMG_MAX_PIXELS": str(3 << 30)}
     env.pop("OPENCV_IO_MAX_IMAGE_PIXELS", None)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)

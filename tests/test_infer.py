@@ -16,8 +16,8 @@ import torch
 import img2img
 from img2img.archs import RRDBNet, SRVGGNetCompact
 from img2img.errors import ImageError, ImageTooLargeError, Img2ImgError, WeightsError
-from img2img.infer import Model, TileForward, load
-from img2img.weights import Card, load_network, save_weights
+from img2img.infer.model import Model, TileForward, load
+from img2img.weights.format import Card, load_network, save_weights
 
 REPO = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
@@ -287,7 +287,7 @@ def test_cpu_runs_channels_last_with_the_same_result(compact: Path) -> None:
 
 
 def test_ensemble_is_the_mean_of_the_eight_flips_and_transposes(compact: Path) -> None:
-    from img2img.infer import dihedral, undo_dihedral
+    from img2img.infer.model import dihedral, undo_dihedral
 
     ref, _ = load_network(compact)
     x = torch.rand(1, 3, 13, 9)  # not square: the transposed passes run 9 x 13
@@ -305,7 +305,7 @@ def test_ensemble_is_the_mean_of_the_eight_flips_and_transposes(compact: Path) -
 
 
 def test_undo_dihedral_inverts_every_transform() -> None:
-    from img2img.infer import dihedral, undo_dihedral
+    from img2img.infer.model import dihedral, undo_dihedral
 
     x = torch.rand(2, 3, 5, 7)
     outs = [dihedral(x, k) for k in range(8)]
@@ -368,7 +368,7 @@ def test_other_runtime_errors_are_not_retried(compact: Path) -> None:
 def test_inference_imports_no_training_code() -> None:
     training = ("img2img.train", "img2img.recipes", "img2img.losses", "img2img.data", "img2img.config")
     code = (
-        "import sys, img2img, img2img.infer, img2img.cli\n"
+        "import sys, img2img, img2img.infer.model, img2img.cli\n"
         f"bad = sorted(m for m in sys.modules if m.startswith({training!r}))\n"
         "print(' '.join(bad))\n"
     )

@@ -130,9 +130,7 @@ def test_multiscale_logits_are_averaged(kind):
 
 
 def test_low_precision_logits_give_float32_loss():
-    loss = GANLoss("vanilla").d_loss(
-        torch.full((4,), 3.0, dtype=torch.bfloat16), torch.zeros(4, dtype=torch.bfloat16)
-    )
+    loss = GANLoss("vanilla").d_loss(torch.full((4,), 3.0, dtype=torch.bfloat16), torch.zeros(4, dtype=torch.bfloat16))
     assert loss.dtype == torch.float32
     assert loss.item() == pytest.approx(softplus(-3.0) + softplus(0.0), rel=1e-3)
 
@@ -242,9 +240,7 @@ def test_weights_file_is_loaded_and_used(tmp_path, empty_torch_home, random_vgg_
     assert torch.equal(loss.features[34].weight, random_vgg_state["features.34.weight"])
     torch.manual_seed(2)
     fake, real = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
-    want = F.l1_loss(
-        reference_features(random_vgg_state, fake, 34), reference_features(random_vgg_state, real, 34)
-    )
+    want = F.l1_loss(reference_features(random_vgg_state, fake, 34), reference_features(random_vgg_state, real, 34))
     assert loss(fake, real).item() == pytest.approx(want.item(), rel=1e-5)
 
 
@@ -271,9 +267,7 @@ def test_layer_weights_criterion_and_input_range(tmp_path, random_vgg_state):
         reference_features(random_vgg_state, fake, 7), reference_features(random_vgg_state, real, 7)
     )
     assert loss(fake, real).item() == pytest.approx(want.item(), rel=1e-5)
-    signed = PerceptualLoss(
-        {"conv1_2": 0.5, "conv2_2": 2.0}, weights_path=path, criterion="l2", input_range=(-1, 1)
-    )
+    signed = PerceptualLoss({"conv1_2": 0.5, "conv2_2": 2.0}, weights_path=path, criterion="l2", input_range=(-1, 1))
     assert signed(fake * 2 - 1, real * 2 - 1).item() == pytest.approx(want.item(), rel=1e-5)
 
 

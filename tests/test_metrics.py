@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from img2img.metrics import gaussian_window, psnr, rgb_to_y, ssim, ssim_map
+from img2img.eval.metrics import gaussian_window, psnr, rgb_to_y, ssim, ssim_map
 
 
 def _rng_image(seed: int, shape=(48, 40, 3)) -> np.ndarray:

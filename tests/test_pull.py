@@ -18,7 +18,7 @@ import torch
 
 from img2img.archs import ResnetGenerator, UNetGenerator
 from img2img.cli import main
-from img2img.images import read_image, write_image
+from img2img.io.images import read_image, write_image
 
 
 class Quiet(http.server.SimpleHTTPRequestHandler):

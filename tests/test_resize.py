@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from img2img.resize import contributions, cubic, imresize
+from img2img.io.resize import contributions, cubic, imresize
 
 DATA = Path(os.environ.get("IMG2IMG_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
@@ -19,9 +19,7 @@ def test_cubic_kernel_interpolates_and_has_support_two() -> None:
     x = np.array([0.0, 1.0, 2.0, -1.0, 2.5, -3.0])
     np.testing.assert_array_equal(cubic(x), [1.0, 0.0, 0.0, 0.0, 0.0, 0.0])
     # a = -0.5 values worked out from Keys' formula.
-    np.testing.assert_allclose(
-        cubic(np.array([0.5, 1.5, 0.25, 1.75])), [0.5625, -0.0625, 0.8671875, -0.0234375]
-    )
+    np.testing.assert_allclose(cubic(np.array([0.5, 1.5, 0.25, 1.75])), [0.5625, -0.0625, 0.8671875, -0.0234375])
 
 
 @pytest.mark.parametrize("scale", [0.25, 1 / 3, 0.5, 0.7, 1.5, 2.0, 3.0, 4.0])
@@ -138,9 +136,7 @@ def test_recreates_matlab_made_benchmark_lr_files_exactly() -> None:
         ours = imresize(hr, 1.0 / s)
         assert ours.shape == lr.shape, hr_path.name
         diff = np.abs(ours.astype(int) - lr)
-        assert diff.max() == 0, (
-            f"{hr_path.parent.name}/{hr_path.name}: {np.count_nonzero(diff)} pixels differ"
-        )
+        assert diff.max() == 0, f"{hr_path.parent.name}/{hr_path.name}: {np.count_nonzero(diff)} pixels differ"
     # Mirrored borders (newer MATLAB releases) would not have made these files: only the border differs.
     hr = np.asarray(Image.open(pairs[-1][0]))
     lr = np.asarray(Image.open(pairs[-1][1])).astype(int)

@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from img2img import tiling
 from img2img.archs import RRDBNet, SRVGGNetCompact
-from img2img.infer import load
-from img2img.weights import Card, save_weights
+from img2img.infer import tiling
+from img2img.infer.model import load
+from img2img.weights.format import Card, save_weights
 
 
 def nearest(scale: int):

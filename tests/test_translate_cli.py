@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from img2img import infer
 from img2img.archs import ResnetGenerator, UNetGenerator
 from img2img.cli import main
-from img2img.images import read_image, write_image
-from img2img.weights import Card, save_weights
+from img2img.infer import model as infer
+from img2img.io.images import read_image, write_image
+from img2img.weights.format import Card, save_weights
 
 
 def generator_card(name: str, net: torch.nn.Module, arch: str, kwargs: dict, maps: str | None) -> Card:
@@ -157,7 +157,7 @@ def test_eval_translate_scores_outputs_against_the_paired_targets(tmp_path: Path
     """Per-pair L1/PSNR/SSIM equal the metrics of the engine's output for the chosen input half."""
     import json
 
-    from img2img.metrics import translation_metrics
+    from img2img.eval.metrics import translation_metrics
 
     w = save_unet(tmp_path)
     data = tmp_path / "val"
@@ -179,7 +179,7 @@ def test_eval_translate_scores_outputs_against_the_paired_targets(tmp_path: Path
         assert row["psnr"] == pytest.approx(want["psnr"], abs=1e-4)
     assert got["mean"]["l1"] == pytest.approx(np.mean([r["l1"] for r in got["images"]]))
     assert main([*args, "--record", "val_BtoA"]) == 0  # the scores go into the card, header included
-    from img2img.weights import read_card
+    from img2img.weights.format import read_card
 
     rec = read_card(w).metrics["val_BtoA"]
     assert rec["l1"] == pytest.approx(got["mean"]["l1"], abs=1e-4) and rec["images"] == 2

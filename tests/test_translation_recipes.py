@@ -12,12 +12,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from img2img.config import load_config
 from img2img.errors import ConfigError
-from img2img.images import write_image
+from img2img.io.images import write_image
 from img2img.recipes import RECIPES
 from img2img.recipes.cyclegan import ImagePool
 from img2img.train import Trainer
+from img2img.train.config import load_config
 
 REPO = Path(__file__).resolve().parent.parent
 PIX2PIX_CONFIGS = sorted((REPO / "configs" / "pix2pix").glob("*.yaml"))

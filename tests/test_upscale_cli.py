@@ -17,7 +17,7 @@ from PIL import Image
 
 from img2img.archs import SRVGGNetCompact
 from img2img.cli import main
-from img2img.weights import Card, save_weights
+from img2img.weights.format import Card, save_weights
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"in_ch": 3, "out_ch": 3, "nf": 4, "num_conv": 1, "scale": 4}

@@ -18,11 +18,12 @@ from typing import Any, TypeVar
 import gradio as gr
 import numpy as np
 
-from img2img import catalog, infer
 from img2img.app import AppSettings
 from img2img.errors import ImageError, Img2ImgError
-from img2img.images import LoadedImage, decode_image, probe_size, write_image
-from img2img.weights import Card, read_card
+from img2img.infer import model as infer
+from img2img.io.images import LoadedImage, decode_image, probe_size, write_image
+from img2img.weights import catalog
+from img2img.weights.format import Card, read_card
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

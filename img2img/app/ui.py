@@ -10,7 +10,7 @@ import gradio as gr
 
 from img2img.app import AppSettings
 from img2img.app.handlers import ALPHA_MODES, TILES, Runner, precisions
-from img2img.catalog import WeightsInfo
+from img2img.weights.catalog import WeightsInfo
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 DEFAULT_UPSCALE = "realesr-animevideov3"

@@ -93,8 +93,7 @@ class UNetDiscriminatorSN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[-2] % 8 or x.shape[-1] % 8:
             raise ValueError(
-                f"UNetDiscriminatorSN expects N x C x H x W input with H and W multiples of 8, "
-                f"got {tuple(x.shape)}"
+                f"UNetDiscriminatorSN expects N x C x H x W input with H and W multiples of 8, got {tuple(x.shape)}"
             )
         x0 = _act(self.conv0(x))
         x1 = _act(self.conv1(x0))

@@ -12,12 +12,8 @@ HELP = "convert a released checkpoint (ESRGAN/Real-ESRGAN .pth, ncnn .param, ...
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "input", type=Path, help="released weights: .pth/.pt/.ckpt/.bin/.safetensors or ncnn .param"
-    )
-    p.add_argument(
-        "output", type=Path, help="where to write OUT.safetensors (a card OUT.json goes beside it)"
-    )
+    p.add_argument("input", type=Path, help="released weights: .pth/.pt/.ckpt/.bin/.safetensors or ncnn .param")
+    p.add_argument("output", type=Path, help="where to write OUT.safetensors (a card OUT.json goes beside it)")
     p.add_argument("--name", help="model name stored in the card (default: the output file's stem)")
     p.add_argument(
         "--act",
@@ -28,8 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from img2img.convert import convert_file, count_params
-    from img2img.weights import card_path, save_weights
+    from img2img.weights.convert import convert_file, count_params
+    from img2img.weights.format import card_path, save_weights
 
     src, out = Path(args.input), Path(args.output)
     if out.suffix != ".safetensors":
@@ -48,10 +44,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  task:   {card.task} x{card.scale}, input multiple of {card.size_multiple}")
     print(f"  params: {count_params(sd) / 1e6:.2f} M")
     if "outscale" in card.extra:
-        print(
-            f"  note:   the release resizes the x{card.scale} output "
-            f"to x{card.extra['outscale']:g} afterwards"
-        )
+        print(f"  note:   the release resizes the x{card.scale} output to x{card.extra['outscale']:g} afterwards")
     save_weights(out, sd, card)
     print(f"wrote {out} and {card_path(out).name}")
     return 0

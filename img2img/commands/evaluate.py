@@ -87,7 +87,7 @@ def _write_json(path: Path, data: dict) -> None:
 
 def _record(args: argparse.Namespace, mean: dict[str, float], protocol: object, count: int) -> None:
     """Write the mean scores into the card (JSON and safetensors header) of the evaluated file."""
-    from img2img.weights import load_weights, save_weights
+    from img2img.weights.format import load_weights, save_weights
 
     path = Path(args.weights)
     sd, card = load_weights(path)
@@ -105,14 +105,14 @@ def run(args: argparse.Namespace) -> int:
         raise Img2ImgError(f"--record needs our .safetensors file as --weights, not {args.weights!r}")
     if args.task == "translate":
         return run_translate(args)
-    from img2img.evaluate import BicubicUpscaler, ModelUpscaler, discover_sr_dataset, evaluate_sr
+    from img2img.eval.sr import BicubicUpscaler, ModelUpscaler, discover_sr_dataset, evaluate_sr
 
     if args.scale is not None and args.scale < 1:
         raise Img2ImgError(f"--scale must be a positive whole number, not {args.scale}")
     if args.weights.lower() == "bicubic":
         upscaler = BicubicUpscaler(args.scale or 4)
     else:
-        from img2img.infer import load
+        from img2img.infer.model import load
 
         model = load(args.weights, device=args.device, precision=args.precision, tile=args.tile, ensemble=args.ensemble)
         upscaler = ModelUpscaler(model)
@@ -149,8 +149,8 @@ def run_translate(args: argparse.Namespace) -> int:
     import numpy as np
 
     from img2img.data.paired import PairedDataConfig, PairedDataset
-    from img2img.infer import load
-    from img2img.metrics import translation_metrics
+    from img2img.eval.metrics import translation_metrics
+    from img2img.infer.model import load
 
     if args.weights.lower() == "bicubic" or args.scale is not None:
         raise Img2ImgError("eval translate takes translation --weights and no --scale")
@@ -189,7 +189,7 @@ def run_translate(args: argparse.Namespace) -> int:
         rows.append({"name": name, **m})
         print(f"{name:<{width}}  {m['l1']:>7.4f}  {_fmt(m['psnr'], 2):>7}  {m['ssim']:>7.4f}", flush=True)
         if args.save_images is not None:
-            from img2img.images import write_image
+            from img2img.io.images import write_image
 
             args.save_images.mkdir(parents=True, exist_ok=True)
             write_image(args.save_images / f"{name}.png", out)

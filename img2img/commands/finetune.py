@@ -19,7 +19,9 @@ loss.allow_random_vgg=true (untrained features; recorded in the card)."""
 
 
 def default_config() -> Path:
-    return Path(__file__).resolve().parents[2] / "configs" / "esrgan" / "finetune_x4.yaml"
+    from img2img.resources import config_path
+
+    return config_path("esrgan/finetune_x4")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -59,9 +61,10 @@ def data_dirs(data: Path, lr: Path | None) -> tuple[Path, Path | None]:
 
 def build_config(args: argparse.Namespace) -> Any:
     """The finetune config with the generator, scale, data and init taken from the arguments."""
-    from img2img.commands.interpolate import load_any
-    from img2img.config import apply_overrides, from_dict, read_yaml
+    from img2img.config import apply_overrides, read_yaml
     from img2img.errors import ConfigError
+    from img2img.train.config import from_dict
+    from img2img.weights.catalog import load_any
 
     base = args.config or default_config()
     if not base.is_file():

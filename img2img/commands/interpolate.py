@@ -18,19 +18,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="output .safetensors (card written beside it)")
 
 
-def load_any(source: str) -> tuple[dict[str, Any], Any, str]:
-    """(state dict, card, resolved path) of our weights, a released checkpoint, or a catalog name."""
-    from img2img.convert import convert_file
-
-    path = Path(source)
-    if not path.exists():
-        from img2img.catalog import resolve_weights
-
-        path = Path(resolve_weights(source))
-    sd, card = convert_file(path)
-    return sd, card, str(path)
-
-
 def interpolate(sd_a: dict[str, Any], sd_b: dict[str, Any], alpha: float) -> dict[str, Any]:
     """Blend float tensors in float32; integer buffers (e.g. BatchNorm counters) come from A."""
     import torch
@@ -56,12 +43,14 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from img2img.errors import ConfigError, WeightsError
-    from img2img.weights import save_weights
+    from img2img.weights.format import save_weights
 
     if not 0.0 <= args.alpha <= 1.0:
         raise ConfigError(f"--alpha must be between 0 (A) and 1 (B), got {args.alpha}")
     if args.out.suffix != ".safetensors":
         raise ConfigError(f"--out must end in .safetensors, got {args.out.name}")
+    from img2img.weights.catalog import load_any
+
     sd_a, card_a, path_a = load_any(args.a)
     sd_b, card_b, path_b = load_any(args.b)
     if (card_a.arch, card_a.arch_kwargs) != (card_b.arch, card_b.arch_kwargs):

@@ -14,7 +14,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from img2img.catalog import list_weights
+    from img2img.weights.catalog import list_weights
 
     rows = [w for w in list_weights() if not args.task or w.task == args.task]
     if args.json:

@@ -8,7 +8,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from img2img.config import RunConfig
+    from img2img.train.config import RunConfig
 
 HELP = "Train a model from a YAML config (configs/<family>/<name>.yaml)."
 
@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from img2img.config import load_config
+    from img2img.train.config import load_config
 
     overrides = list(args.overrides)
     if args.resume:

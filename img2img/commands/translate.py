@@ -73,8 +73,8 @@ def _partner(path: Path) -> Path | None:
 def resolve(name: str, direction: str | None) -> str:
     """The catalog name or file that maps `direction`: the name itself, its CycleGAN partner, or for a
     pair's base name `NAME_G_AB` / `NAME_G_BA`."""
-    from img2img.catalog import resolve_weights
-    from img2img.weights import read_card
+    from img2img.weights.catalog import resolve_weights
+    from img2img.weights.format import read_card
 
     path = Path(name).expanduser()
     if not path.is_file():  # a catalog name; a CycleGAN pair is listed as NAME_G_AB + NAME_G_BA
@@ -101,8 +101,8 @@ def resolve(name: str, direction: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from img2img.catalog import list_weights
-    from img2img.infer import load
+    from img2img.infer.model import load
+    from img2img.weights.catalog import list_weights
 
     name = str(args.weights) if args.weights is not None else args.model
     if name is None:

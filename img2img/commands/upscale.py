@@ -74,9 +74,7 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tile-overlap", type=int, help="overlap between tiles in input pixels")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
-    p.add_argument(
-        "--ensemble", action="store_true", help="average the outputs for the 8 flips/transposes (8x slower)"
-    )
+    p.add_argument("--ensemble", action="store_true", help="average the outputs for the 8 flips/transposes (8x slower)")
     p.add_argument(
         "--animated",
         default="error",
@@ -102,7 +100,7 @@ def _device(requested: str, world: int, local_rank: int) -> str:
 
 
 def _load_model(args: argparse.Namespace, device: str) -> Any:
-    from img2img.infer import load
+    from img2img.infer.model import load
 
     name = str(args.weights) if args.weights is not None else (args.model or DEFAULT_MODEL)
     model = load(
@@ -162,7 +160,7 @@ def run_files(
     import numpy as np
     from tqdm import tqdm
 
-    from img2img import batch
+    from img2img.infer import batch
 
     if len(args.paths) < 2:
         raise ConfigError(f"give at least one input and then the output folder: img2img {verb} INPUT... OUTPUT")

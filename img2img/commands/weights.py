@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "list":
         return models.run(args)
     from img2img.errors import ConfigError
-    from img2img.pull import PUBLISHED, pull
+    from img2img.weights.pull import PUBLISHED, pull
 
     if args.list or not args.name:
         if not args.list:

@@ -38,14 +38,12 @@ def skip_collate(batch: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
 
 def list_images(folder: str | Path, *, role: str = "image") -> list[Path]:
     """All image files under `folder` (recursive, sorted); ConfigError when missing or empty."""
-    from img2img.images import is_image_path
+    from img2img.io.images import is_image_path
 
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise ConfigError(f"{role} folder not found: {root}")
-    files = sorted(
-        p for p in root.rglob("*") if p.is_file() and is_image_path(p) and not p.name.startswith(".")
-    )
+    files = sorted(p for p in root.rglob("*") if p.is_file() and is_image_path(p) and not p.name.startswith("."))
     if not files:
         raise ConfigError(f"no {role} images (png/jpg/webp/bmp/tiff) found under {root}")
     return files
@@ -54,7 +52,7 @@ def list_images(folder: str | Path, *, role: str = "image") -> list[Path]:
 def image_hw(path: Path) -> tuple[int, int] | None:
     """(height, width) from the file header without decoding, or None when the header is unreadable
     (the sample is then skipped when it is read)."""
-    from img2img.images import probe_size
+    from img2img.io.images import probe_size
 
     try:
         w, h = probe_size(path)
@@ -69,7 +67,7 @@ _warned: set[str] = set()
 def read_rgb(path: Path) -> np.ndarray | None:
     """Decode `path` as float32 HxWx3 in [0, 1] (grey repeated to 3 channels, alpha dropped), or
     None when the file cannot be read; each bad file is logged once per process."""
-    from img2img.images import read_image
+    from img2img.io.images import read_image
 
     try:
         rgb = read_image(path).rgb

@@ -94,18 +94,14 @@ def _blur(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return out[p:-p, p:-p]
 
 
-def _resize(
-    img: np.ndarray, hw: tuple[int, int], rng: np.random.Generator, cfg: DegradationConfig
-) -> np.ndarray:
+def _resize(img: np.ndarray, hw: tuple[int, int], rng: np.random.Generator, cfg: DegradationConfig) -> np.ndarray:
     mode = str(rng.choice(cfg.resize_modes))
     h, w = max(1, hw[0]), max(1, hw[1])
     out = cv2.resize(img, (w, h), interpolation=_INTERP[mode])
     return out if out.ndim == 3 else out[:, :, None]
 
 
-def _noise(
-    img: np.ndarray, rng: np.random.Generator, gauss_p: float, sigma: Range, poisson: Range, gray_p: float
-):
+def _noise(img: np.ndarray, rng: np.random.Generator, gauss_p: float, sigma: Range, poisson: Range, gray_p: float):
     gray = rng.random() < gray_p
     if rng.random() < gauss_p:
         std = rng.uniform(*sigma) / 255.0
@@ -123,9 +119,7 @@ def _noise(
 def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
     """Round-trip RGB float [0, 1] through an in-memory JPEG at `quality`."""
     u8 = np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
-    ok, buf = cv2.imencode(
-        ".jpg", cv2.cvtColor(u8, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
-    )
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(u8, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise RuntimeError("OpenCV could not encode a JPEG")
     return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
@@ -140,9 +134,7 @@ def _size_factor(rng: np.random.Generator, probs: tuple[float, float, float], rn
     return 1.0
 
 
-def degrade(
-    hr: np.ndarray, scale: int, rng: np.random.Generator, cfg: DegradationConfig | None = None
-) -> np.ndarray:
+def degrade(hr: np.ndarray, scale: int, rng: np.random.Generator, cfg: DegradationConfig | None = None) -> np.ndarray:
     """Synthesise a realistic LR image: float32 HxWx3 in [0, 1] -> (H/scale)x(W/scale)x3 in [0, 1],
     quantised to 8-bit levels. H and W must be multiples of `scale`."""
     cfg = cfg or DegradationConfig()
@@ -165,9 +157,7 @@ def degrade(
         img = _blur(img, random_kernel(rng, cfg.blur_sigma2, cfg))
     f = _size_factor(rng, cfg.resize_probs2, cfg.resize_range2)
     img = _resize(img, (round(out_hw[0] * f), round(out_hw[1] * f)), rng, cfg)
-    img = _noise(
-        img, rng, cfg.gaussian_noise_prob2, cfg.noise_sigma2, cfg.poisson_scale2, cfg.gray_noise_prob2
-    )
+    img = _noise(img, rng, cfg.gaussian_noise_prob2, cfg.noise_sigma2, cfg.poisson_scale2, cfg.gray_noise_prob2)
     # Final resize to the LR size and JPEG, in random order (resize-then-JPEG keeps block artefacts).
     q = int(rng.integers(cfg.jpeg_quality2[0], cfg.jpeg_quality2[1] + 1))
     if rng.random() < 0.5:

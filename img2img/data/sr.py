@@ -24,9 +24,7 @@ DEGRADATIONS = ("bicubic", "realesrgan")
 @dataclass
 class SRDataConfig:
     hr_dirs: list[str]  # HR image folders (recursive); LR synthesised on the fly unless lr_dirs given
-    lr_dirs: list[str] | None = (
-        None  # paired LR folders, matched to hr_dirs by file stem (may be the same folder)
-    )
+    lr_dirs: list[str] | None = None  # paired LR folders, matched to hr_dirs by file stem (may be the same folder)
     scale: int = 4
     patch_size: int = 128  # HR patch; LR patch = patch_size // scale
     degradation: str = "bicubic"  # bicubic | realesrgan
@@ -49,9 +47,7 @@ class SRDataConfig:
         if not isinstance(self.scale, int) or self.scale < 1:
             raise ConfigError(f"data.scale must be a positive integer, got {self.scale!r}")
         if self.patch_size < self.scale or self.patch_size % self.scale:
-            raise ConfigError(
-                f"data.patch_size ({self.patch_size}) must be a multiple of data.scale ({self.scale})"
-            )
+            raise ConfigError(f"data.patch_size ({self.patch_size}) must be a multiple of data.scale ({self.scale})")
         if self.degradation not in DEGRADATIONS:
             raise ConfigError(f"data.degradation must be one of {DEGRADATIONS}, not {self.degradation!r}")
         if self.lr_dirs is not None and self.degradation != "bicubic":
@@ -110,9 +106,7 @@ def _paired_items(hr_root: Path, lr_root: Path, scale: int) -> list[SRItem]:
         if hr_hw and lr_hw and (hr_hw[0] // scale, hr_hw[1] // scale) != lr_hw:
             bad.append(f"{it.key}: HR {hr_hw[0]}x{hr_hw[1]} vs LR {lr_hw[0]}x{lr_hw[1]}")
     if bad:
-        raise ConfigError(
-            f"paired SR data: LR size must be HR size / {scale} (data.scale): " + "; ".join(bad[:3])
-        )
+        raise ConfigError(f"paired SR data: LR size must be HR size / {scale} (data.scale): " + "; ".join(bad[:3]))
     return items
 
 
@@ -167,7 +161,7 @@ class SRDataset(SeededDataset):
 
     def _synth_lr(self, hr: np.ndarray) -> np.ndarray:
         """MATLAB bicubic LR of the whole HR image, as uint8 (what a saved LR file would hold)."""
-        from img2img.resize import imresize
+        from img2img.io.resize import imresize
 
         lr = imresize(hr, 1.0 / self.cfg.scale)
         if lr.dtype != np.uint8:  # 16-bit sources: round to 8-bit the way imresize does for uint8
@@ -206,9 +200,7 @@ class SRDataset(SeededDataset):
         hr, lr = loaded
         cfg, rng = self.cfg, self.rng(index)
         if min(hr.shape[:2]) < cfg.patch_size:  # header was unreadable at construction
-            log.warning(
-                "skipping %s: %s is smaller than the %dpx patch", item.key, hr.shape[:2], cfg.patch_size
-            )
+            log.warning("skipping %s: %s is smaller than the %dpx patch", item.key, hr.shape[:2], cfg.patch_size)
             return None
         if lr is None:  # blind degradation of a random HR patch
             top = int(rng.integers(0, hr.shape[0] - cfg.patch_size + 1))

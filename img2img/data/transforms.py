@@ -103,9 +103,7 @@ class PairedAlbumentations:
         self.names = list(targets)
         self.compose = A.Compose([_build_transform(t, A) for t in transforms], additional_targets=targets)
 
-    def __call__(
-        self, image: np.ndarray, *others: np.ndarray, rng: np.random.Generator
-    ) -> tuple[np.ndarray, ...]:
+    def __call__(self, image: np.ndarray, *others: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
         if len(others) != len(self.names):
             raise ValueError(f"expected {len(self.names)} partner image(s) ({self.names}), got {len(others)}")
         # Reseed from the caller's generator so the sample is reproducible and independent of workers.

@@ -11,12 +11,11 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from img2img.config import ArchSpec, num
+from img2img.config import ArchSpec, arch_kwargs, num
 from img2img.data.unpaired import UnpairedDataConfig
 from img2img.errors import ConfigError
 from img2img.recipes.base import Batch, ImageRow, Nets, Phase, Recipe
 from img2img.recipes.diffaug import Policy
-from img2img.recipes.esrgan import arch_kwargs
 from img2img.recipes.translation import (
     Domains,
     InitConfig,
@@ -229,7 +228,7 @@ class CycleGANRecipe(Recipe):
     def validate(self, nets: Nets, device: torch.device) -> dict[str, float]:
         """Cycle-reconstruction error on held-out images of each domain: mean |G_BA(G_AB(a)) - a|
         (and the same for b) on [0, 1], with PSNR of the reconstruction."""
-        from img2img.metrics import psnr
+        from img2img.eval.metrics import psnr
 
         v, out = self.cfg.val, {}
         size = v.size or self.cfg.data.crop_size

@@ -4,7 +4,6 @@ it and adds VGG19 conv5_4 features before activation (weight 1) and the relativi
 
 from __future__ import annotations
 
-import inspect
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -14,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from img2img.config import ArchSpec, num
+from img2img.config import ArchSpec, arch_kwargs, num
 from img2img.data.sr import SRDataConfig
 from img2img.errors import ConfigError
 from img2img.recipes.base import Batch, ImageRow, Nets, Phase, Recipe
@@ -72,15 +71,6 @@ class ESRGANConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     val: ValConfig = field(default_factory=ValConfig)
-
-
-def arch_kwargs(spec: ArchSpec) -> dict[str, Any]:
-    """The spec's kwargs completed with the arch's defaults (what a card must record)."""
-    from img2img.archs import ARCHS
-
-    params = inspect.signature(ARCHS[spec.arch].__init__).parameters
-    full = {k: p.default for k, p in params.items() if k != "self" and p.default is not inspect.Parameter.empty}
-    return {**full, **spec.kwargs}
 
 
 class ESRGANRecipe(Recipe):
@@ -209,8 +199,8 @@ class ESRGANRecipe(Recipe):
         if not val.hr_dir:
             return {}
         from img2img.data.base import list_images, read_rgb
-        from img2img.metrics import psnr, ssim
-        from img2img.resize import imresize
+        from img2img.eval.metrics import psnr, ssim
+        from img2img.io.resize import imresize
 
         s, psnrs, ssims = self.scale, [], []
         # Benchmark folders keep X_LR next to X_HR: only HR files are ground truth here.

@@ -10,12 +10,11 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from img2img.config import ArchSpec, num
+from img2img.config import ArchSpec, arch_kwargs, num
 from img2img.data.paired import PairedDataConfig
 from img2img.errors import ConfigError
 from img2img.recipes.base import Batch, ImageRow, Nets, Phase, Recipe
 from img2img.recipes.diffaug import Policy
-from img2img.recipes.esrgan import arch_kwargs
 from img2img.recipes.translation import (
     Domains,
     InitConfig,

@@ -14,8 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from img2img.config import ArchSpec, num
-from img2img.recipes.esrgan import arch_kwargs
+from img2img.config import ArchSpec, arch_kwargs, num
 
 InitKind = Literal["normal", "xavier", "kaiming", "orthogonal"]
 
@@ -71,7 +70,7 @@ def test_time_train_mode(net: nn.Module) -> nn.Module:
 
 def image_metrics(out: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
     """`metrics.translation_metrics` (L1, PSNR, SSIM on RGB) of one CHW pair in [-1, 1]."""
-    from img2img.metrics import translation_metrics
+    from img2img.eval.metrics import translation_metrics
 
     a = to01(out[None])[0].permute(1, 2, 0).cpu().numpy()
     b = to01(target[None])[0].permute(1, 2, 0).cpu().numpy()

@@ -206,10 +206,10 @@ def network_weights(source: str, net_name: str) -> tuple[dict[str, torch.Tensor]
         except WeightsError:
             pass  # not our training state: a released checkpoint, converted below
     if not path.exists():
-        from img2img.catalog import resolve_weights
+        from img2img.weights.catalog import resolve_weights
 
         path = Path(resolve_weights(source))
-    from img2img.convert import convert_file
+    from img2img.weights.convert import convert_file
 
     sd, card = convert_file(path)
     return sd, card.arch, str(path)
@@ -265,10 +265,10 @@ def export_weights(
     """Write each user-facing network of a training state as `name.safetensors` + card (or
     `name_NET.safetensors` when the recipe ships several, e.g. CycleGAN's two generators).
     `half` stores floating-point tensors as float16 (half the file; loading computes in float32)."""
-    from img2img.config import from_dict
     from img2img.recipes import RECIPES
+    from img2img.train.config import from_dict
     from img2img.train.log import training_time
-    from img2img.weights import Card, save_weights
+    from img2img.weights.format import Card, save_weights
 
     cfg = from_dict(state["config"])
     recipe = RECIPES[cfg.recipe](cfg.spec, seed=cfg.train.seed)

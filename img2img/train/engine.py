@@ -17,12 +17,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from img2img.config import RunConfig, ScheduleConfig
 from img2img.errors import ConfigError, ImageError, Img2ImgError
 from img2img.recipes import RECIPES
 from img2img.recipes.base import Phase, batch_size_of
 from img2img.train import checkpoint as ckpt
 from img2img.train import dist
+from img2img.train.config import RunConfig, ScheduleConfig
 from img2img.train.ema import EMA
 from img2img.train.log import RunLogger
 

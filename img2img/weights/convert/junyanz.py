@@ -12,10 +12,10 @@ import torch
 
 from img2img.errors import WeightsError
 from img2img.layers import RUNNING_STATS
-from img2img.weights import Card
+from img2img.weights.format import Card
 
 if TYPE_CHECKING:
-    from img2img.convert import Context
+    from img2img.weights.convert.common import Context
 
 RESNET_LAYOUT = "pix2pix/CycleGAN ResNet generator (model.N, model.N.conv_block.M)"
 UNET_LAYOUT = "pix2pix U-Net generator (nested model.model.1.model.3...)"
@@ -43,7 +43,7 @@ def _prepare(
     """Reconcile norm buffers with `arch(**kwargs)`, check every key and shape, and return float32
     floating-point tensors (integer buffers such as `num_batches_tracked` stay int64)."""
     from img2img.archs import build_arch
-    from img2img.convert import check_fits
+    from img2img.weights.convert.common import check_fits
 
     with torch.device("meta"):  # names and shapes only
         own = build_arch(arch, **kwargs).state_dict()

@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from img2img.archs import build_arch
-from img2img.convert import Context, check_fits, upscale_card
 from img2img.errors import WeightsError
-from img2img.weights import Card
+from img2img.weights.convert.common import Context, check_fits, upscale_card
+from img2img.weights.format import Card
 
 MAGIC = "7767517"
 FP16_TAG = 0x01306B47
@@ -123,9 +123,7 @@ class _Bin:
             )
 
 
-def read_ncnn(
-    param_path: str | os.PathLike, bin_path: str | os.PathLike
-) -> tuple[dict[str, torch.Tensor], Card]:
+def read_ncnn(param_path: str | os.PathLike, bin_path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], Card]:
     """Our state dict + card for an ncnn RRDBNet or SRVGGNetCompact model."""
     param_path, bin_path = Path(param_path), Path(bin_path)
     for p in (param_path, bin_path):
@@ -135,9 +133,7 @@ def read_ncnn(
     kinds = Counter(layer.type for layer in layers)
     unknown = sorted(set(kinds) - set(WEIGHTED) - set(PLAIN))
     if unknown:
-        raise WeightsError(
-            f"{param_path}: layer types {unknown} are not part of RRDBNet or SRVGGNetCompact graphs"
-        )
+        raise WeightsError(f"{param_path}: layer types {unknown} are not part of RRDBNet or SRVGGNetCompact graphs")
     if kinds["PReLU"] or kinds["PixelShuffle"]:
         arch, kwargs, extra = _plan_srvgg(param_path, layers)
     elif kinds["Concat"] and kinds["Eltwise"]:
@@ -152,9 +148,7 @@ def read_ncnn(
     check_fits(arch, kwargs, sd, layout)
     ctx = Context(name=param_path.stem, source=f"{param_path.name} + {bin_path.name} (ncnn)")
     radius = kwargs["num_conv"] + 2 if arch == "SRVGGNetCompact" else 16
-    card = upscale_card(
-        arch, kwargs, ctx, scale=kwargs["scale"], receptive_radius=radius, layout=layout, extra=extra
-    )
+    card = upscale_card(arch, kwargs, ctx, scale=kwargs["scale"], receptive_radius=radius, layout=layout, extra=extra)
     return sd, card
 
 
@@ -169,9 +163,7 @@ def _in_channels(path: Path, layer: Layer) -> int:
     out, k = layer.params.get(0, 0), layer.params.get(1, 0)
     count = layer.params.get(6, 0)
     if not out or not k or count % (out * k * k):
-        raise WeightsError(
-            f"{path}:{layer.line}: {layer.name} weight count {count} is not out x in x {k} x {k}"
-        )
+        raise WeightsError(f"{path}:{layer.line}: {layer.name} weight count {count} is not out x in x {k} x {k}")
     return count // (out * k * k)
 
 
@@ -201,9 +193,7 @@ def _plan_srvgg(path: Path, layers: list[Layer]) -> tuple[str, dict[str, Any], d
             # UP2X/UP3X releases resize the x4 output; keep the x4 network and record the intended scale.
             extra = {"outscale": round(scale * factor, 4), "output_resize": kind}
         else:
-            raise WeightsError(
-                f"{path}:{interp.line}: unexpected {kind} resize x{factor} in an SRVGGNetCompact graph"
-            )
+            raise WeightsError(f"{path}:{interp.line}: unexpected {kind} resize x{factor} in an SRVGGNetCompact graph")
     if not residual or not any(x.type == "BinaryOp" for x in layers):
         raise WeightsError(f"{path}: graph lacks the nearest-upsampled input residual of SRVGGNetCompact")
     kwargs = {"in_ch": in_ch, "out_ch": in_ch, "nf": _out(path, convs[0]), "num_conv": len(convs) - 2}
@@ -215,9 +205,7 @@ def _plan_rrdb(path: Path, layers: list[Layer], kinds: Counter) -> tuple[str, di
     interps = [x for x in layers if x.type == "Interp"]
     bad = [x for x in interps if x.params.get(0) != 1 or float(x.params.get(1, 0)) != 2.0]
     if bad:
-        raise WeightsError(
-            f"{path}:{bad[0].line}: RRDBNet upsamples only by nearest x2; found {bad[0].params}"
-        )
+        raise WeightsError(f"{path}:{bad[0].line}: RRDBNet upsamples only by nearest x2; found {bad[0].params}")
     n_up = len(interps)
     nb, rest = divmod(len(convs) - 4 - n_up, 15)  # first, 15 per block, trunk, ups, HR, last
     if n_up not in (2, 3) or rest or nb < 1:
@@ -282,9 +270,7 @@ def _read_weights(
     slots = [(n, m) for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.PReLU))]
     weighted = [x for x in layers if x.type in WEIGHTED]
     if len(slots) != len(weighted):
-        raise WeightsError(
-            f"{param_path}: {len(weighted)} weighted layers, {arch}({kwargs}) has {len(slots)}"
-        )
+        raise WeightsError(f"{param_path}: {len(weighted)} weighted layers, {arch}({kwargs}) has {len(slots)}")
     last_conv = [n for n, m in slots if isinstance(m, nn.Conv2d)][-1]
     following = {id(a): b for a, b in zip(layers, layers[1:], strict=False)}
     blob, sd = _Bin(bin_path), {}

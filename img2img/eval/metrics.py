@@ -35,9 +35,7 @@ def rgb_to_y(img: np.ndarray) -> np.ndarray:
     return _Y_OFFSET + x @ (_Y_WEIGHTS / 255.0)
 
 
-def _prepare(
-    a: np.ndarray, b: np.ndarray, crop_border: int, y_channel: bool
-) -> tuple[np.ndarray, np.ndarray]:
+def _prepare(a: np.ndarray, b: np.ndarray, crop_border: int, y_channel: bool) -> tuple[np.ndarray, np.ndarray]:
     """Both images on the 0-255 scale as HxWxC float64, converted to Y if asked, borders cropped."""
     if a.shape != b.shape:
         raise ValueError(f"images differ in shape: {a.shape} vs {b.shape}")

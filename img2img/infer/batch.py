@@ -19,7 +19,7 @@ import numpy as np
 from img2img.errors import ConfigError, ImageError, Img2ImgError
 
 if TYPE_CHECKING:
-    from img2img.images import LoadedImage
+    from img2img.io.images import LoadedImage
 
 EXT_CHOICES = ("auto", "png", "jpg", "webp", "tif")
 _EXPLICIT = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp", "tif": ".tif", "tiff": ".tif"}
@@ -104,7 +104,7 @@ def validate_inputs(opts: BatchOptions) -> None:
 
 
 def _single_file_output(opts: BatchOptions) -> bool:
-    from img2img.images import is_image_path
+    from img2img.io.images import is_image_path
 
     out = Path(opts.output)
     one_file = len(opts.inputs) == 1 and Path(opts.inputs[0]).is_file()
@@ -134,7 +134,7 @@ def _out_suffix(opts: BatchOptions, src: Path) -> str:
 
 
 def _collect(opts: BatchOptions) -> tuple[list[tuple[Path, Path]], list[str]]:
-    from img2img.images import is_image_path
+    from img2img.io.images import is_image_path
 
     validate_inputs(opts)
     out = Path(opts.output)
@@ -274,7 +274,7 @@ def _run_one(
     planned: set[str],
     report: BatchReport,
 ) -> None:
-    from img2img.images import read_image, write_image
+    from img2img.io.images import read_image, write_image
 
     if conflict:
         report.failed.append((src, conflict))

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from img2img import tiling
 from img2img.errors import ImageError, ImageTooLargeError, Img2ImgError, WeightsError
-from img2img.weights import Card, load_network
+from img2img.infer import tiling
+from img2img.weights.format import Card, load_network
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +99,7 @@ class TileForward:
         self.fallback_tiles = 0
         net = net.eval().requires_grad_(False)
         # fp16 weights lose bits: keep exact fp32 weights on the CPU for the rerun.
-        self._fp32_state = (
-            {k: v.clone() for k, v in net.state_dict().items()} if precision == "fp16" else None
-        )
+        self._fp32_state = {k: v.clone() for k, v in net.state_dict().items()} if precision == "fp16" else None
         self._fp32_net: nn.Module | None = None
         net = net.to(device)
         if precision == "fp16":
@@ -189,9 +187,7 @@ class Model:
             )
         for label, value in (("tile", tile), ("tile_overlap", tile_overlap)):
             if value is not None and (not isinstance(value, int) or value < 0):
-                raise Img2ImgError(
-                    f"{label} must be a whole number >= 0 (0 for tile = whole image), not {value!r}"
-                )
+                raise Img2ImgError(f"{label} must be a whole number >= 0 (0 for tile = whole image), not {value!r}")
         if max_output_pixels is not None and max_output_pixels < 1:
             raise Img2ImgError(f"max_output_pixels must be positive, not {max_output_pixels}")
         self.card = card
@@ -275,9 +271,7 @@ class Model:
         `tiling.memory_budget` and `tiling.activation_bytes_per_pixel`)."""
         if self._bytes_per_px is None:
             elem = 2 if self.precision == "fp16" else 4  # autocast keeps some fp32 tensors: count bf16 as 4
-            self._bytes_per_px = tiling.activation_bytes_per_pixel(
-                self.net, self.in_channels, self.size_multiple, elem
-            )
+            self._bytes_per_px = tiling.activation_bytes_per_pixel(self.net, self.in_channels, self.size_multiple, elem)
         budget, cap = tiling.memory_budget(self.device)
         return tiling.auto_tile_size(
             h,
@@ -432,9 +426,9 @@ def _resolve_path(name_or_path: str | Path) -> Path:
     """The catalog resolves names, released checkpoints, and card-less `.safetensors`; without it
     only our own `.safetensors` files load."""
     try:
-        from img2img.catalog import resolve_weights
+        from img2img.weights.catalog import resolve_weights
     except ModuleNotFoundError as e:
-        if e.name != "img2img.catalog":
+        if e.name != "img2img.weights.catalog":
             raise
         path = Path(name_or_path).expanduser()
         if path.suffix == ".safetensors" and path.is_file():
@@ -454,9 +448,7 @@ def _as_hwc(image: np.ndarray) -> tuple[np.ndarray, bool]:
     squeeze = image.ndim == 2
     img = image[..., None] if squeeze else image
     if img.ndim != 3 or img.shape[2] not in (1, 2, 3, 4) or min(img.shape[:2]) < 1:
-        raise ImageError(
-            f"expected HxW or HxWxC with C in 1-4 (grey, grey+alpha, RGB, RGBA), got {image.shape}"
-        )
+        raise ImageError(f"expected HxW or HxWxC with C in 1-4 (grey, grey+alpha, RGB, RGBA), got {image.shape}")
     img = img.astype(np.float32, copy=False)
     lo, hi = float(img.min()), float(img.max())
     if not (math.isfinite(lo) and math.isfinite(hi)):

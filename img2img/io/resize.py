@@ -135,9 +135,7 @@ def imresize(
     """
     is_tensor = isinstance(img, torch.Tensor)
     if img.ndim < 2 or (not is_tensor and img.ndim > 3):
-        raise ValueError(
-            f"imresize expects HxW or HxWxC arrays or NCHW tensors, got shape {tuple(img.shape)}"
-        )
+        raise ValueError(f"imresize expects HxW or HxWxC arrays or NCHW tensors, got shape {tuple(img.shape)}")
     hdim, wdim = (img.ndim - 2, img.ndim - 1) if is_tensor else (0, 1)
     in_hw = (int(img.shape[hdim]), int(img.shape[wdim]))
     out_hw, scales = _output_sizes(in_hw, scale, output_size)

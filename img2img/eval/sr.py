@@ -13,8 +13,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from img2img.errors import Img2ImgError
-from img2img.metrics import psnr, rgb_to_y, ssim
-from img2img.resize import imresize
+from img2img.eval.metrics import psnr, rgb_to_y, ssim
+from img2img.io.resize import imresize
 
 LAYOUTS = ("paired-files", "lr-hr-folders", "hr-only")
 _EXTS = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".webp")
@@ -124,7 +124,7 @@ def _to_u8(img: np.ndarray) -> np.ndarray:
 
 
 def _read(path: Path) -> np.ndarray:
-    from img2img.images import read_image
+    from img2img.io.images import read_image
 
     img = read_image(path)
     rgb = img.rgb.astype(np.float64)
@@ -180,7 +180,7 @@ class BicubicUpscaler:
 
 
 class ModelUpscaler:
-    """An `img2img.infer.Model`; grey inputs are replicated for RGB models, and a one-channel model is
+    """An `img2img.infer.model.Model`; grey inputs are replicated for RGB models, and a one-channel model is
     fed the Y channel (0-255 studio swing, divided by 255) and returns Y."""
 
     def __init__(self, model: Any) -> None:
@@ -190,9 +190,8 @@ class ModelUpscaler:
         self.scale = int(model.scale)
         self.name = str(model.card.name)
         card = model.card
-        self.description = (
-            f"{card.arch} x{card.scale} from {card.source or 'our weights'} ({model.precision}"
-            + (", x8 self-ensemble)" if model.ensemble else ")")
+        self.description = f"{card.arch} x{card.scale} from {card.source or 'our weights'} ({model.precision}" + (
+            ", x8 self-ensemble)" if model.ensemble else ")"
         )
 
     def __call__(self, lr: np.ndarray) -> np.ndarray:
@@ -292,7 +291,7 @@ def evaluate_sr(
     on_image: Callable[[ImageScore], None] | None = None,
 ) -> SREvaluation:
     """Run `upscaler` on every pair, score it, optionally save the 8-bit outputs as `<name>.png`."""
-    from img2img.images import write_image
+    from img2img.io.images import write_image
 
     s = dataset.scale
     if upscaler.scale != s:

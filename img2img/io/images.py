@@ -157,9 +157,7 @@ def _tiff_header(d: Any) -> _Header:
             tags[tag] = bytes(d[at : at + size]) if kind == 7 else struct.unpack_from(fmt, d, at)
             orientation_at = at if tag == 274 and kind == 3 else orientation_at
     more = struct.unpack_from(order + off, d, start + count * step)[0] != 0
-    return _Header(
-        "tiff", tags[256][0], tags[257][0], tags=tags, more_pages=more, orientation_at=orientation_at
-    )
+    return _Header("tiff", tags[256][0], tags[257][0], tags=tags, more_pages=more, orientation_at=orientation_at)
 
 
 def _webp_header(d: Any) -> _Header:
@@ -255,9 +253,7 @@ def _read_file(p: Path) -> bytes:
         raise ImageError(f"{p}: cannot read ({e.strerror or e})") from e
 
 
-def read_image(
-    path: str | os.PathLike, *, max_pixels: int | None = None, animated: str = "error"
-) -> LoadedImage:
+def read_image(path: str | os.PathLike, *, max_pixels: int | None = None, animated: str = "error") -> LoadedImage:
     """Read an image file (format from its content, not its name). See `decode_image`."""
     p = Path(path)
     img = decode_image(_read_file(p), name=str(p), max_pixels=max_pixels, animated=animated)

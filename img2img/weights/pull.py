@@ -79,7 +79,7 @@ PUBLISHED: dict[str, Published] = _table()
 
 
 def _pins_file() -> Path:
-    from img2img.catalog import cache_dir
+    from img2img.weights.catalog import cache_dir
 
     return cache_dir() / "pulled" / "checksums.json"
 
@@ -146,9 +146,9 @@ def pull(
 ) -> Path:
     """Download, verify and convert the released generator `key` (e.g. `pix2pix-facades_label2photo`);
     returns the converted `.safetensors` in the cache, where `img2img models` lists it."""
-    from img2img.catalog import cache_dir
-    from img2img.convert import convert_file
-    from img2img.weights import save_weights
+    from img2img.weights.catalog import cache_dir
+    from img2img.weights.convert import convert_file
+    from img2img.weights.format import save_weights
 
     if key not in PUBLISHED:
         import difflib
