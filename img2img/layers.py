@@ -133,3 +133,17 @@ def train_mode_inference(net: nn.Module) -> nn.Module:
             m.train()
             m.momentum = 0.0
     return net
+
+
+def uses_image_statistics(net: nn.Module) -> bool:
+    """Whether `net` in its current mode normalises with statistics of the input itself (instance norm,
+    or batch norm in training mode): then a tile's output depends on the whole tile, and tiling a large
+    image changes the result (visible tone shifts between tiles), so such nets must run on whole images."""
+    for m in net.modules():
+        if isinstance(m, nn.modules.instancenorm._InstanceNorm) and not m.track_running_stats:
+            return True
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and (m.training or not m.track_running_stats):
+            return True
+        if isinstance(m, nn.GroupNorm | nn.LayerNorm):
+            return True
+    return False

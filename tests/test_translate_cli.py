@@ -185,3 +185,18 @@ def test_eval_translate_scores_outputs_against_the_paired_targets(tmp_path: Path
     assert rec["l1"] == pytest.approx(got["mean"]["l1"], abs=1e-4) and rec["images"] == 2
     assert "eval mode" in rec["protocol"] and infer.load(w).card.metrics["val_BtoA"] == rec
     assert main(["eval", "translate", "--weights", str(w), "--data", str(tmp_path / "nope")]) == 2
+
+
+def test_eval_translate_feeds_pairs_the_way_the_model_was_trained(tmp_path: Path) -> None:
+    """pix2pix-facades-small maps B (labels) -> A (photo): without --direction it is scored that way."""
+    import json
+
+    data = tmp_path / "val"
+    data.mkdir()
+    a, b = photo(32, 32, 1), photo(32, 32, 2)
+    write_image(data / "0.png", np.concatenate([a, b], axis=1))
+    for extra, want in (([], "BtoA"), (["--direction", "AtoB"], "AtoB")):
+        report = tmp_path / f"r{want}.json"
+        args = ["eval", "translate", "--weights", "pix2pix-facades-small", "--data", str(data), "--json", str(report)]
+        assert main([*args, *extra]) == 0
+        assert json.loads(report.read_text())["direction"] == want

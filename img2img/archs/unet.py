@@ -73,6 +73,10 @@ class UNetGenerator(nn.Module):
     gives every conv a bias.
     """
 
+    # The bottleneck sees (nearly) the whole input: 7 stride-2 k4 convs alone reach 382 px, so tiles
+    # would need more context than they hold. Inference runs it on whole images.
+    whole_image = True
+
     def __init__(
         self,
         in_ch: int = 3,

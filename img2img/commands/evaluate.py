@@ -17,12 +17,12 @@ _EPILOG = """examples:
   img2img eval sr --weights bicubic --data data/sr/Set5 --scale 4
   img2img eval sr --weights realesr-animevideov3 --data data/sr/Set14 --json set14.json
   img2img eval sr --weights my.safetensors --data val/ --save-images out/   # val/ = lr/ + hr/ or HR only
-  img2img eval translate --weights pix2pix-facades-small --data facades/val --direction BtoA --size 128
+  img2img eval translate --weights pix2pix-facades-small --data facades/val --size 128   # BtoA, from its card
   img2img eval translate --weights pix2pix-facades_label2photo --data facades/val --direction BtoA --train-mode
 sr data layouts: image_SRF_<scale>/ folders (Set5 root), *_LR/*_HR files in one folder, lr/ + hr/ folders
 matched by file name, or a folder of HR images (LR made with MATLAB bicubic imresize).
 translate data: side-by-side A|B images, or A/ + B/ folders matched by name (--layout folders);
---direction BtoA feeds B and compares with A. --train-mode: dropout on, batch statistics (released pix2pix).
+--direction BtoA feeds B and compares with A (default: the direction in the model's card). --train-mode: dropout on, batch statistics (released pix2pix).
 exit status: 0 done, 2 usage, data or model error"""
 
 
@@ -53,11 +53,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--record", metavar="KEY", help="also store the mean scores in the weights' card under metrics.KEY (our files)"
     )
     t = p.add_argument_group("translate")
-    t.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"], help="which half is the input")
+    t.add_argument(
+        "--direction", choices=["AtoB", "BtoA"], help="which half is the input (default: the way the model was trained)"
+    )
     t.add_argument("--layout", default="aligned", choices=["aligned", "folders"], help="A|B images or A/ B/")
     t.add_argument("--size", type=int, default=0, help="resize pairs to SIZE x SIZE first (0 = as they are)")
     t.add_argument("--max-images", type=int, help="only the first N pairs (by name)")
     t.add_argument("--train-mode", action="store_true", help="dropout on + batch statistics (released pix2pix)")
+
+
+def _trained_direction(card) -> str:
+    """The way a translation model was trained (its card's `maps`), so data is fed the right way round."""
+    maps = card.extra.get("maps")
+    return maps if maps in ("AtoB", "BtoA") else "AtoB"
 
 
 def _check_outputs(args: argparse.Namespace, names: list[str]) -> None:
@@ -162,6 +170,7 @@ def run_translate(args: argparse.Namespace) -> int:
     )  # fmt: skip
     if model.task != "translate":
         raise Img2ImgError(f"{model.card.name} is a {model.task} model; use `img2img eval {model.task}`")
+    args.direction = args.direction or _trained_direction(model.card)
     prep = dict(preprocess="resize_and_crop", load_size=args.size, crop_size=args.size) if args.size else dict(
         preprocess="none", size_multiple=1
     )  # fmt: skip

@@ -164,6 +164,19 @@ class TileForward:
             self.notes[self._note_index] = note
 
 
+def whole_image_reason(net: nn.Module, card: Card, train_mode: bool) -> str | None:
+    """Why `net` cannot be tiled without changing its output, or None when it can."""
+    from img2img.layers import uses_image_statistics
+
+    if train_mode:
+        return "train_mode normalises with each image's own statistics"
+    if uses_image_statistics(net.eval()):
+        return f"{card.name} ({card.arch}) normalises with each image's own statistics"
+    if getattr(net, "whole_image", False):
+        return f"{card.name} ({card.arch}) has a receptive field as large as the image"
+    return None
+
+
 class Model:
     """A loaded network ready for inference; see `load`. Images are float32 in [0, 1]."""
 
@@ -180,11 +193,6 @@ class Model:
         train_mode: bool = False,
         ensemble: bool = False,
     ) -> None:
-        if train_mode and tile not in (None, 0):
-            raise Img2ImgError(
-                "train_mode normalises with each image's own statistics, so it runs whole images: "
-                f"leave tile unset (or 0), not {tile}"
-            )
         for label, value in (("tile", tile), ("tile_overlap", tile_overlap)):
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise Img2ImgError(f"{label} must be a whole number >= 0 (0 for tile = whole image), not {value!r}")
@@ -197,15 +205,21 @@ class Model:
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.train_mode = bool(train_mode)
-        self.tile = 0 if train_mode else tile
+        from img2img.layers import train_mode_inference
+
+        # Per-image statistics (instance norm, batch statistics) differ per tile, and a receptive field
+        # as large as the image needs all of it: such nets run whole images.
+        why = whole_image_reason(net, card, self.train_mode)
+        self.whole_images = why is not None
+        if why and tile not in (None, 0):
+            raise Img2ImgError(f"{why}, so it runs whole images: leave tile unset (or 0), not {tile}")
+        self.tile = 0 if self.whole_images else tile
         self.tile_overlap = card.receptive_radius if tile_overlap is None else tile_overlap
         self.max_output_pixels = max_output_pixels or DEFAULT_MAX_OUTPUT_PIXELS
         self.ensemble = bool(ensemble)
         self._forward = TileForward(net, self.device, self.precision, card.value_range, self.ensemble)
         self.net = self._forward.net
         if train_mode:  # dropout on, batch statistics: how the released pix2pix results were made
-            from img2img.layers import train_mode_inference
-
             train_mode_inference(self.net)
         self.notes = self._forward.notes  # fp16 reruns and out-of-memory retries, for logs
         self._oom_tile: int | None = None  # after an out-of-memory, later runs stay at or below this
@@ -246,6 +260,11 @@ class Model:
     def _shrink_after_oom(self, tile: int, h: int, w: int) -> int:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+        if self.whole_images:
+            raise Img2ImgError(
+                f"out of memory on {self.device} for a {w}x{h} image, and {self.card.name} runs whole images "
+                "only (it normalises with per-image statistics); use a smaller image or device='cpu'"
+            )
         current = tile if tile > 0 else max(h, w)
         if current <= tiling.MIN_TILE:
             raise Img2ImgError(
@@ -260,6 +279,8 @@ class Model:
         return smaller
 
     def _pick_tile(self, n: int, h: int, w: int, tile: int | None) -> int:
+        if self.whole_images:
+            return 0
         if tile is None:
             tile = self._auto_tile(n, h, w)
         if self._oom_tile is not None:
