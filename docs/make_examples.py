@@ -1,6 +1,6 @@
 """Regenerate the example images from scikit-image's bundled public-domain/CC0 samples.
 
-Run: python examples/make_examples.py  (needs scikit-image, installed with the [dev] extra)
+Run: python docs/make_examples.py  (needs scikit-image, installed with the [dev] extra)
 """
 
 from pathlib import Path
@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import skimage.data as sk
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parent.parent / "examples"
 
 
 def shrink(img: np.ndarray, width: int) -> np.ndarray:

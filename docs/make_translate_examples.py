@@ -1,7 +1,7 @@
 """Draw the Translate tab's example: a facade label map in the colours of the CMP facades labels
 (a jet-like palette), made from rectangles by this script, so it carries no data set content.
 
-Run: python examples/make_translate_examples.py
+Run: python docs/make_translate_examples.py
 """
 
 from pathlib import Path
