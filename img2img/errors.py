@@ -19,3 +19,11 @@ class WeightsError(Img2ImgError):
 
 class ConfigError(Img2ImgError):
     """A config file or override is invalid."""
+
+
+class LabelError(ImageError):
+    """A label or instance map is unreadable, or holds ids the model does not know."""
+
+
+class TextError(Img2ImgError):
+    """A prompt, prompt file or text-embedding file cannot be used by the model."""

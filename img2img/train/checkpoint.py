@@ -228,16 +228,13 @@ def load_into(net: nn.Module, sd: dict[str, torch.Tensor], arch: str | None, wha
     own_arch = type(net).__name__
     if arch is not None and arch != own_arch:
         raise WeightsError(f"{key}: {what} holds a {arch}, but this network is a {own_arch}")
+    from img2img.weights.format import fit_problems
+
     own = net.state_dict()
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    shapes = [
-        f"{k} {tuple(sd[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if k in sd and sd[k].shape != v.shape
-    ]
-    if missing or unexpected or shapes:
+    problem = fit_problems(own, sd, own_arch)
+    if problem:
         raise WeightsError(
-            f"{key}: {what} does not fit {own_arch} as configured: missing {missing[:3]}, "
-            f"unexpected {unexpected[:3]}, shape mismatch {shapes[:3]}; make the model section match it"
+            f"{key}: {what} does not fit {own_arch} as configured: {problem}; make the model section match it"
         )
     net.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()}, strict=True)
 

@@ -17,7 +17,10 @@ from img2img.archs import build_arch
 from img2img.errors import WeightsError
 
 CARD_KEY = "img2img.card"
-TASKS = ("upscale", "translate", "synthesize", "generate")
+# task word -> task kind: what a model consumes (an image, a label map, text) decides how it is run.
+TASK_KINDS = {"upscale": "image", "translate": "image", "synthesize": "labels", "generate": "text"}
+TASKS = tuple(TASK_KINDS)
+OUTPUT_SIZES = ("scale", "same", "fixed")  # x card.scale; the input's size; card.output["height"/"width"]
 
 
 @dataclass
@@ -40,11 +43,36 @@ class Card:
     training: dict[str, Any] = field(default_factory=dict)  # steps, data, config, wall time ...
     metrics: dict[str, Any] = field(default_factory=dict)  # measured numbers, with the protocol used
     extra: dict[str, Any] = field(default_factory=dict)  # task-specific (e.g. direction for translate)
+    # What the model consumes beyond an image: labels {label_nc, dontcare, instance, palette, classes,
+    # z_dim}; text {tokenizer, embedding_dim, noise_dim, stages}. Read through `labels_spec`/`text_spec`.
+    inputs: dict[str, Any] = field(default_factory=dict)
+    # Size rule of the output: {"size": "scale"} (x scale), "same", or "fixed" with "height"/"width".
+    output: dict[str, Any] = field(default_factory=dict)
+    # Further networks of a bundle: NAME -> {"arch", "arch_kwargs"}; their tensors are stored as "NAME.<key>"
+    # beside the main network's (e.g. a SPADE style encoder E, a StackGAN text encoder T).
+    networks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise WeightsError(f"card {self.name!r}: task must be one of {TASKS}, not {self.task!r}")
         self.value_range = tuple(float(v) for v in self.value_range)  # type: ignore[assignment]
+        for net, spec in self.networks.items():
+            if not (isinstance(spec, dict) and isinstance(spec.get("arch"), str) and "." not in net and net):
+                raise WeightsError(f"card {self.name!r}: networks.{net} needs an arch name and a plain network name")
+            spec.setdefault("arch_kwargs", {})
+        if self.output_size not in OUTPUT_SIZES:
+            raise WeightsError(f"card {self.name!r}: output.size must be one of {OUTPUT_SIZES}")
+
+    @property
+    def kind(self) -> str:
+        """image | labels | text: what the model consumes."""
+        return TASK_KINDS[self.task]
+
+    @property
+    def output_size(self) -> str:
+        """How the output size follows from the input: `scale` (image models' default), `same`, `fixed`."""
+        default = "scale" if self.kind == "image" else ("same" if self.kind == "labels" else "fixed")
+        return str(self.output.get("size", default))
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -64,14 +92,40 @@ def card_path(weights_path: str | os.PathLike) -> Path:
     return Path(weights_path).with_suffix(".json")
 
 
+def bundle_state_dict(main: nn.Module | dict[str, torch.Tensor], **others: nn.Module | dict) -> dict:
+    """One state dict for a bundle: the main network's tensors as they are, each other network's
+    under `NAME.` (the names in `Card.networks`)."""
+    sd = dict(main.state_dict() if isinstance(main, nn.Module) else main)
+    for name, net in others.items():
+        clash = [k for k in sd if k.startswith(name + ".")]
+        if clash:
+            raise WeightsError(f"the main network has tensors under {name}. ({clash[0]}); rename network {name}")
+        part = net.state_dict() if isinstance(net, nn.Module) else net
+        sd.update({f"{name}.{k}": v for k, v in part.items()})
+    return sd
+
+
+def split_bundle(card: Card, sd: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    """Per network of `card` ("" for the main one), its own tensors."""
+    parts: dict[str, dict[str, torch.Tensor]] = {"": {}, **{name: {} for name in card.networks}}
+    for k, v in sd.items():
+        head, _, rest = k.partition(".")
+        parts[head if rest and head in card.networks else ""][rest if head in card.networks and rest else k] = v
+    return parts
+
+
 def save_weights(path: str | os.PathLike, net: nn.Module | dict[str, torch.Tensor], card: Card) -> Path:
-    """Write `path` (.safetensors) and its `.json` card atomically; returns the weights path."""
+    """Write `path` (.safetensors) and its `.json` card atomically; returns the weights path. A bundle's
+    other networks (`card.networks`) go in as `NAME.<key>` (see `bundle_state_dict`)."""
     from safetensors.torch import save_file
 
     path = Path(path)
     if path.suffix != ".safetensors":
         raise WeightsError(f"weights must be saved as .safetensors, got {path.name}")
     sd = net.state_dict() if isinstance(net, nn.Module) else net
+    missing = [name for name in card.networks if not any(k.startswith(name + ".") for k in sd)]
+    if missing:
+        raise WeightsError(f"card {card.name!r} lists networks {missing} whose tensors are not in the bundle")
     sd = {k: v.detach().to("cpu").contiguous().clone() for k, v in sd.items()}
     text = json.dumps(card.to_dict(), indent=2, sort_keys=True)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,28 +174,54 @@ def load_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], Card
 
 def build_network(card: Card, state_dict: dict[str, torch.Tensor]) -> nn.Module:
     """Instantiate `card.arch` and load `state_dict` strictly, naming any mismatch."""
-    net = build_arch(card.arch, **card.arch_kwargs)
-    own = net.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    bad_shape = [
-        f"{k}: file {tuple(state_dict[k].shape)} vs {card.arch} {tuple(own[k].shape)}"
-        for k in own
-        if k in state_dict and state_dict[k].shape != own[k].shape
-    ]
-    if missing or unexpected or bad_shape:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} (e.g. {missing[:3]})")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} (e.g. {unexpected[:3]})")
-        if bad_shape:
-            parts.append(f"shape mismatch {bad_shape[:3]}")
-        raise WeightsError(f"weights do not fit {card.arch}({card.arch_kwargs}): " + "; ".join(parts))
+    return _build(card.arch, card.arch_kwargs, state_dict)
+
+
+def build_bundle(card: Card, state_dict: dict[str, torch.Tensor]) -> dict[str, nn.Module]:
+    """Every network of a bundle, built and loaded strictly: {"": main, NAME: other, ...}."""
+    parts = split_bundle(card, state_dict)
+    nets = {"": _build(card.arch, card.arch_kwargs, parts[""])}
+    for name, spec in card.networks.items():
+        nets[name] = _build(spec["arch"], spec.get("arch_kwargs", {}), parts[name], f"network {name}: ")
+    return nets
+
+
+def _build(arch: str, kwargs: dict[str, Any], state_dict: dict[str, torch.Tensor], what: str = "") -> nn.Module:
+    net = build_arch(arch, **kwargs)
+    problem = fit_problems(net.state_dict(), state_dict, arch)
+    if problem:
+        raise WeightsError(f"{what}weights do not fit {arch}({kwargs}): {problem}")
     net.load_state_dict(state_dict, strict=True)
     return net.eval()
 
 
+def fit_problems(own: dict[str, torch.Tensor], given: dict[str, torch.Tensor], arch: str) -> str:
+    """What keeps `given` from loading strictly into a network whose state dict is `own` ("" = fits):
+    missing and unexpected keys and shape mismatches, a few of each named."""
+    missing = [k for k in own if k not in given]
+    unexpected = [k for k in given if k not in own]
+    bad_shape = [
+        f"{k}: file {tuple(given[k].shape)} vs {arch} {tuple(own[k].shape)}"
+        for k in own
+        if k in given and given[k].shape != own[k].shape
+    ]
+    parts = []
+    if missing:
+        parts.append(f"missing {len(missing)} (e.g. {missing[:3]})")
+    if unexpected:
+        parts.append(f"unexpected {len(unexpected)} (e.g. {unexpected[:3]})")
+    if bad_shape:
+        parts.append(f"shape mismatch {bad_shape[:3]}")
+    return "; ".join(parts)
+
+
 def load_network(path: str | os.PathLike) -> tuple[nn.Module, Card]:
+    """The main network of our weights file (a bundle's other networks are ignored) and its card."""
     sd, card = load_weights(path)
-    return build_network(card, sd), card
+    return build_network(card, split_bundle(card, sd)[""]), card
+
+
+def load_bundle(path: str | os.PathLike) -> tuple[dict[str, nn.Module], Card]:
+    """All networks of our weights file ({"": main, NAME: ...}) and its card."""
+    sd, card = load_weights(path)
+    return build_bundle(card, sd), card

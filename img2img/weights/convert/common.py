@@ -15,7 +15,7 @@ import torch
 
 from img2img.archs import build_arch
 from img2img.errors import WeightsError
-from img2img.weights.format import Card
+from img2img.weights.format import Card, fit_problems
 
 PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
 _PREFIXES = ("module.", "netG.")
@@ -153,14 +153,9 @@ def check_fits(arch: str, kwargs: dict[str, Any], sd: dict[str, torch.Tensor], l
     """Raise WeightsError unless `sd` has exactly the keys and shapes of `arch(**kwargs)`."""
     with torch.device("meta"):  # shapes only: no memory, no init cost
         own = build_arch(arch, **kwargs).state_dict()
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    bad = [f"{k} {tuple(sd[k].shape)} != {tuple(own[k].shape)}" for k in own if k in sd and sd[k].shape != own[k].shape]
-    if missing or unexpected or bad:
-        raise WeightsError(
-            f"{layout} weights do not fit {arch}({kwargs}): missing {missing[:3]}, "
-            f"unexpected {unexpected[:3]}, shape mismatch {bad[:3]}"
-        )
+    problem = fit_problems(own, sd, arch)
+    if problem:
+        raise WeightsError(f"{layout} weights do not fit {arch}({kwargs}): {problem}")
 
 
 def _shape(sd: dict[str, torch.Tensor], key: str, layout: str) -> tuple[int, ...]:
