@@ -7,7 +7,9 @@ from __future__ import annotations
 import copy
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,7 +17,7 @@ from torch import nn
 
 from img2img.errors import ImageError, ImageTooLargeError, Img2ImgError, WeightsError
 from img2img.infer import tiling
-from img2img.weights.format import Card, load_network
+from img2img.weights.format import Card, load_bundle
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +93,11 @@ class TileForward:
     """
 
     def __init__(
-        self, net: nn.Module, device: torch.device, precision: str, value_range: tuple, ensemble: bool = False
-    ) -> None:
+        self, net: nn.Module, device: torch.device, precision: str, value_range: tuple, ensemble: bool = False,
+        output: Callable[[Any], torch.Tensor] | None = None,
+    ) -> None:  # fmt: skip
         self.device, self.precision, self.ensemble = device, precision, bool(ensemble)
+        self.output = output or (lambda y: y)  # picks the image from a network that returns several tensors
         self.lo, self.hi = float(value_range[0]), float(value_range[1])
         self.notes: list[str] = []
         self.fallback_tiles = 0
@@ -109,39 +113,44 @@ class TileForward:
             net = net.to(memory_format=torch.channels_last)
         self.net = net
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.device, torch.float32) * (self.hi - self.lo) + self.lo
-        if self.channels_last:
+    def __call__(self, x: torch.Tensor, *extra: torch.Tensor, map_input: bool = True) -> torch.Tensor:
+        """`x` in [0, 1] (mapped to the value range unless `map_input` is off, as for one-hot labels or text
+        embeddings) plus `extra` network inputs (e.g. a style latent) -> output in [0, 1] on the CPU."""
+        x = x.to(self.device, torch.float32)
+        if map_input:
+            x = x * (self.hi - self.lo) + self.lo
+        if self.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
+        extra = tuple(e.to(self.device, torch.float32) for e in extra)
         with torch.inference_mode():
-            y = self._predict(x, self.precision)
+            y = self._predict(x, extra, self.precision)
             if self.precision != "fp32" and not bool(torch.isfinite(y).all()):
                 self._note_fallback()
-                y = self._predict(x, "fp32")
+                y = self._predict(x, extra, "fp32")
             if not bool(torch.isfinite(y).all()):
                 raise WeightsError("the network produced NaN/Inf in fp32: its weights are broken")
             y = ((y - self.lo) / (self.hi - self.lo)).clamp_(0, 1)
         return y.to("cpu")
 
-    def _predict(self, x: torch.Tensor, precision: str) -> torch.Tensor:
+    def _predict(self, x: torch.Tensor, extra: tuple, precision: str) -> torch.Tensor:
         if not self.ensemble:
-            return self._run(x, precision)
+            return self._run(x, extra, precision)
         total = None
         for k in range(8):
             xk = dihedral(x, k)
             if self.channels_last:
                 xk = xk.contiguous(memory_format=torch.channels_last)
-            yk = undo_dihedral(self._run(xk, precision), k)
+            yk = undo_dihedral(self._run(xk, extra, precision), k)
             total = yk if total is None else total.add_(yk)
         return total / 8
 
-    def _run(self, x: torch.Tensor, precision: str) -> torch.Tensor:
+    def _run(self, x: torch.Tensor, extra: tuple, precision: str) -> torch.Tensor:
         if precision == "bf16":
             with torch.autocast(self.device.type, dtype=torch.bfloat16):
-                return self.net(x).float()
+                return self.output(self.net(x, *extra)).float()
         if precision == "fp16":
-            return self.net(x.half()).float()
-        return self._fp32()(x).float()
+            return self.output(self.net(x.half(), *(e.half() for e in extra))).float()
+        return self.output(self._fp32()(x, *extra)).float()
 
     def _fp32(self) -> nn.Module:
         if self._fp32_state is None:
@@ -178,7 +187,58 @@ def whole_image_reason(net: nn.Module, card: Card, train_mode: bool) -> str | No
 
 
 class Model:
-    """A loaded network ready for inference; see `load`. Images are float32 in [0, 1]."""
+    """What `load` returns: a network (or a bundle of them) ready for inference, run the way its card's
+    task kind says. `ImageModel` (upscale, translate), `LabelsModel` (synthesize) and `TextModel`
+    (generate) share device and precision choice, output limits and `describe`."""
+
+    kind = ""
+    # Options of `load` that only some kinds honour, with their neutral values.
+    IMAGE_OPTIONS = {"tile": None, "tile_overlap": None, "train_mode": False, "ensemble": False}
+
+    def __init__(
+        self, card: Card, *, device: str | torch.device = "auto", precision: str = "auto",
+        max_output_pixels: int | None = None,
+    ) -> None:  # fmt: skip
+        if max_output_pixels is not None and max_output_pixels < 1:
+            raise Img2ImgError(f"max_output_pixels must be positive, not {max_output_pixels}")
+        self.card, self.task = card, card.task
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
+        self.max_output_pixels = max_output_pixels or DEFAULT_MAX_OUTPUT_PIXELS
+        self.notes: list[str] = []
+
+    @classmethod
+    def refuse_image_options(cls, card: Card, options: dict[str, Any]) -> None:
+        """Tiling, train mode and self-ensemble are image -> image options; say so when given elsewhere."""
+        given = [k for k, neutral in cls.IMAGE_OPTIONS.items() if options.get(k, neutral) not in (neutral, 0)]
+        if given:
+            raise Img2ImgError(f"{card.name} is a {card.task} model: {', '.join(given)} apply to image models only")
+
+    def _check_size(self, h: int, w: int, *outs: tuple[int, int]) -> None:
+        for oh, ow in outs:
+            if oh * ow > self.max_output_pixels:
+                raise ImageTooLargeError(
+                    f"a {w}x{h} input gives a {ow}x{oh} output ({oh * ow / 1e6:.0f} MP), over the "
+                    f"{self.max_output_pixels / 1e6:.0f} MP limit; raise it with max_output_pixels=... "
+                    "if you have the memory for the result"
+                )
+
+    def describe(self) -> dict:
+        c = self.card
+        return dict(
+            name=c.name, arch=c.arch, task=self.task, kind=c.kind, device=str(self.device), precision=self.precision,
+            max_output_pixels=self.max_output_pixels, notes=list(self.notes),
+        )  # fmt: skip
+
+    def __repr__(self) -> str:
+        d = self.describe()
+        return f"{type(self).__name__}({d['name']!r}, {d['task']}, {d['device']}, {d['precision']})"
+
+
+class ImageModel(Model):
+    """Image -> image (upscale, translate): tiled where the network allows. Images are float32 in [0, 1]."""
+
+    kind = "image"
 
     def __init__(
         self,
@@ -196,14 +256,10 @@ class Model:
         for label, value in (("tile", tile), ("tile_overlap", tile_overlap)):
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise Img2ImgError(f"{label} must be a whole number >= 0 (0 for tile = whole image), not {value!r}")
-        if max_output_pixels is not None and max_output_pixels < 1:
-            raise Img2ImgError(f"max_output_pixels must be positive, not {max_output_pixels}")
-        self.card = card
-        self.task, self.scale = card.task, int(card.scale)
+        super().__init__(card, device=device, precision=precision, max_output_pixels=max_output_pixels)
+        self.scale = int(card.scale)
         self.in_channels, self.out_channels = int(card.in_channels), int(card.out_channels)
         self.size_multiple = math.lcm(int(card.size_multiple), int(getattr(net, "size_multiple", 1)))
-        self.device = resolve_device(device)
-        self.precision = resolve_precision(precision, self.device)
         self.train_mode = bool(train_mode)
         from img2img.layers import train_mode_inference
 
@@ -215,7 +271,6 @@ class Model:
             raise Img2ImgError(f"{why}, so it runs whole images: leave tile unset (or 0), not {tile}")
         self.tile = 0 if self.whole_images else tile
         self.tile_overlap = card.receptive_radius if tile_overlap is None else tile_overlap
-        self.max_output_pixels = max_output_pixels or DEFAULT_MAX_OUTPUT_PIXELS
         self.ensemble = bool(ensemble)
         self._forward = TileForward(net, self.device, self.precision, card.value_range, self.ensemble)
         self.net = self._forward.net
@@ -304,15 +359,6 @@ class Model:
             multiple=self.size_multiple,
         )
 
-    def _check_size(self, h: int, w: int, *outs: tuple[int, int]) -> None:
-        for oh, ow in outs:
-            if oh * ow > self.max_output_pixels:
-                raise ImageTooLargeError(
-                    f"a {w}x{h} input gives a {ow}x{oh} output ({oh * ow / 1e6:.0f} MP), over the "
-                    f"{self.max_output_pixels / 1e6:.0f} MP limit; raise it with max_output_pixels=... "
-                    "if you have the memory for the result"
-                )
-
     # Image API -------------------------------------------------------------------------------
 
     def __call__(
@@ -394,14 +440,12 @@ class Model:
 
     def describe(self) -> dict:
         """Name, task, scale, device, precision, tiling and size, for logs and info panels."""
-        c = self.card
-        return dict(
-            name=c.name, arch=c.arch, task=self.task, scale=self.scale, in_channels=self.in_channels,
-            out_channels=self.out_channels, device=str(self.device), precision=self.precision,
-            tile="auto" if self.tile is None else self.tile, tile_overlap=self.tile_overlap, train_mode=self.train_mode,
-            ensemble=self.ensemble, params=sum(p.numel() for p in self.net.parameters()),
-            max_output_pixels=self.max_output_pixels, notes=list(self.notes),
-        )  # fmt: skip
+        return {
+            **super().describe(), "scale": self.scale, "in_channels": self.in_channels,
+            "out_channels": self.out_channels, "tile": "auto" if self.tile is None else self.tile,
+            "tile_overlap": self.tile_overlap, "train_mode": self.train_mode, "ensemble": self.ensemble,
+            "params": sum(p.numel() for p in self.net.parameters()), "notes": list(self.notes),
+        }  # fmt: skip
 
     def __repr__(self) -> str:
         d = self.describe()
@@ -427,20 +471,20 @@ def load(
     train_mode: run dropout and batch norm as in training (batch statistics of each image), as the
     released pix2pix results were made; whole images only. Default: eval mode (running statistics).
     ensemble: average the outputs for the 8 flips / transposes of the input (8x slower; on SR
-    benchmarks typically +0.05-0.15 dB PSNR).
+    benchmarks typically +0.05-0.15 dB PSNR). The last four apply to image -> image models only.
+
+    What the returned Model consumes follows from the card's task kind: `ImageModel` (upscale,
+    translate) takes images, `LabelsModel` (synthesize) label maps, `TextModel` (generate) prompts.
     """
-    net, card = load_network(_resolve_path(name_or_path))
-    return Model(
-        card,
-        net,
-        device=device,
-        precision=precision,
-        tile=tile,
-        tile_overlap=tile_overlap,
-        max_output_pixels=max_output_pixels,
-        train_mode=train_mode,
-        ensemble=ensemble,
-    )
+    nets, card = load_bundle(_resolve_path(name_or_path))
+    common = dict(device=device, precision=precision, max_output_pixels=max_output_pixels)
+    image_options = dict(tile=tile, tile_overlap=tile_overlap, train_mode=train_mode, ensemble=ensemble)
+    if card.kind == "image":
+        return ImageModel(card, nets[""], **common, **image_options)
+    Model.refuse_image_options(card, image_options)
+    from img2img.infer import tasks
+
+    return tasks.MODELS[card.kind](card, nets, **common)
 
 
 def _resolve_path(name_or_path: str | Path) -> Path:

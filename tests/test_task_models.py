@@ -1,0 +1,91 @@
+"""The task kinds behind the one `img2img.load`: a label-map model (one-hot built inside, no value-range
+mapping of ids, nearest-only resizing, padding to the size multiple, bad ids named) and bundles of several
+networks in one file. Tiny real networks on CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import img2img
+from img2img.archs import build_arch
+from img2img.errors import Img2ImgError, LabelError, WeightsError
+from img2img.infer.tasks import LabelsModel
+from img2img.io.labels import LabelSpec, semantic_input
+from img2img.weights.format import Card, bundle_state_dict, load_bundle, read_card, save_weights
+
+SPEC = LabelSpec(label_nc=3, dontcare=255, palette=[(0, 0, 0), (255, 0, 0), (0, 0, 255)], classes=["a", "b", "c"])
+G_KW = {"in_ch": SPEC.semantic_nc, "out_ch": 3, "ngf": 4, "n_blocks": 1, "norm": "none"}
+
+
+def labels_card(**kw) -> Card:
+    return Card(
+        name="tiny-labels", arch="ResnetGenerator", arch_kwargs=G_KW, task="synthesize", value_range=(-1.0, 1.0),
+        size_multiple=4, inputs=SPEC.to_dict(), **kw,
+    )  # fmt: skip
+
+
+def save_labels_model(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
+    torch.manual_seed(0)
+    g = build_arch("ResnetGenerator", **G_KW).eval()
+    return save_weights(tmp_path / "tiny-labels.safetensors", g, labels_card()), g
+
+
+def test_labels_model_builds_the_one_hot_input_and_crops_back(tmp_path: Path) -> None:
+    path, g = save_labels_model(tmp_path)
+    model = img2img.load(path, device="cpu")
+    assert isinstance(model, LabelsModel) and model.describe()["semantic_nc"] == 4
+    ids = np.zeros((10, 13), np.int64)
+    ids[:, 6:] = 2
+    ids[0, 0] = 255  # don't care has its own channel
+    out = model(ids)
+    assert out.shape == (10, 13, 3) and out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1
+    x = torch.from_numpy(semantic_input(ids, SPEC))[None]
+    x = torch.nn.functional.pad(x, (0, 3, 0, 2), mode="replicate")  # to 12 x 16, the multiple of 4
+    with torch.no_grad():
+        want = ((g(x)[..., :10, :13] + 1) / 2).clamp(0, 1)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(out, want, atol=1e-5)  # ids were not mapped through [-1, 1]
+
+
+def test_labels_model_refuses_bad_ids_and_arrays(tmp_path: Path) -> None:
+    path, _ = save_labels_model(tmp_path)
+    model = img2img.load(path, device="cpu")
+    with pytest.raises(LabelError, match=r"label id 3 is outside the model's classes 0\.\.2 or 255"):
+        model(np.full((4, 4), 3))
+    with pytest.raises(LabelError, match="integer ids"):
+        model(np.zeros((4, 4), np.float32))
+    with pytest.raises(LabelError, match="2-D"):
+        model(np.zeros((4, 4, 3), np.int64))
+    with pytest.raises(LabelError, match="takes no instance map"):
+        model(np.zeros((4, 4), np.int64), instances=np.zeros((4, 4), np.int64))
+    with pytest.raises(Img2ImgError, match="no style input"):
+        model(np.zeros((4, 4), np.int64), style=np.zeros((4, 4, 3), np.float32))
+    with pytest.raises(Img2ImgError, match="tile apply to image models only"):
+        img2img.load(path, device="cpu", tile=64)
+
+
+def test_bundles_hold_several_networks_in_one_file(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    g = build_arch("ResnetGenerator", **G_KW)
+    e = build_arch("PatchDiscriminator", in_ch=3, ndf=4, n_layers=1)
+    card = labels_card(
+        networks={"E": {"arch": "PatchDiscriminator", "arch_kwargs": {"in_ch": 3, "ndf": 4, "n_layers": 1}}}
+    )
+    path = save_weights(tmp_path / "b.safetensors", bundle_state_dict(g, E=e), card)
+    nets, back = load_bundle(path)
+    assert set(nets) == {"", "E"} and read_card(path).networks == back.networks
+    for a, b in zip(e.state_dict().values(), nets["E"].state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(WeightsError, match="networks \\['F'\\]"):
+        save_weights(tmp_path / "c.safetensors", g, labels_card(networks={"F": {"arch": "RRDBNet"}}))
+    assert img2img.load(path, device="cpu")(np.zeros((8, 8), np.int64)).shape == (8, 8, 3)
+
+
+def test_old_cards_read_as_image_models() -> None:
+    old = {"name": "x", "arch": "RRDBNet", "arch_kwargs": {}, "task": "upscale", "scale": 4}
+    card = Card.from_dict(old)
+    assert card.kind == "image" and card.output_size == "scale" and card.networks == {} and card.inputs == {}
+    assert Card.from_dict({**old, "task": "synthesize", "inputs": SPEC.to_dict()}).output_size == "same"
