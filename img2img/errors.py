@@ -19,3 +19,7 @@ class WeightsError(Img2ImgError):
 
 class ConfigError(Img2ImgError):
     """A config file or override is invalid."""
+
+
+class TextError(Img2ImgError):
+    """A caption, vocabulary or text-embedding file cannot be used."""
