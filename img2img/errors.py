@@ -26,4 +26,4 @@ class LabelError(ImageError):
 
 
 class TextError(Img2ImgError):
-    """A prompt, prompt file or text-embedding file cannot be used by the model."""
+    """A prompt, caption, vocabulary or text-embedding file cannot be used by the model."""

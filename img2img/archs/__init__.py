@@ -9,6 +9,7 @@ from img2img.archs.patchgan import PatchDiscriminator, PixelDiscriminator
 from img2img.archs.resnet import ResnetGenerator
 from img2img.archs.rrdbnet import RRDBNet
 from img2img.archs.srvgg import SRVGGNetCompact
+from img2img.archs.stackgan import StageIDiscriminator, StageIGenerator, StageIIDiscriminator, StageIIGenerator
 from img2img.archs.unet import UNetGenerator
 
 ARCHS: dict[str, type[nn.Module]] = {
@@ -20,6 +21,10 @@ ARCHS: dict[str, type[nn.Module]] = {
     "ResnetGenerator": ResnetGenerator,
     "PatchDiscriminator": PatchDiscriminator,
     "PixelDiscriminator": PixelDiscriminator,
+    "StageIGenerator": StageIGenerator,
+    "StageIDiscriminator": StageIDiscriminator,
+    "StageIIGenerator": StageIIGenerator,
+    "StageIIDiscriminator": StageIIDiscriminator,
 }
 
 

@@ -1,0 +1,232 @@
+"""The text side of text-to-image generation: a word tokenizer built from training captions, a
+bidirectional-GRU sentence encoder and a small image encoder trained with a symmetric contrastive
+matching loss (the sentence-level DAMSM loss of Xu et al. 2018, "AttnGAN", Sec. 3.3, with gamma_3 =
+1 / temperature). They stand in for the pretrained char-CNN-RNN embeddings StackGAN was trained on."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from img2img.errors import TextError
+
+PAD, UNK = "<pad>", "<unk>"
+PAD_ID, UNK_ID = 0, 1
+TOKENIZER_FORMAT, TOKENIZER_VERSION = "img2img.tokenizer", 1
+_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")  # letters/digits, keeping inner apostrophes ("it's")
+
+
+def split_words(text: str) -> list[str]:
+    """Lower-cased words of `text`; punctuation, underscores and whitespace separate words and are dropped."""
+    return _WORD.findall(text.lower())
+
+
+class Encoding(NamedTuple):
+    ids: list[int]  # token ids, unknown words as UNK_ID, at most max_len of them
+    unknown: list[str]  # words of the kept part that are not in the vocabulary (first occurrence order)
+    truncated: int  # number of words dropped beyond max_len
+
+
+@dataclass
+class TokenBatch:
+    ids: torch.Tensor  # (N, L) int64, right-padded with PAD_ID
+    lengths: torch.Tensor  # (N,) int64, >= 1
+    unknown: list[list[str]]
+    truncated: list[int]
+
+
+class Tokenizer:
+    """Word vocabulary: id 0 `<pad>`, id 1 `<unk>`, then the words. `encode` never drops a word
+    silently: unknown words map to `<unk>` and are returned, and words beyond `max_len` are counted."""
+
+    def __init__(self, words: Sequence[str], max_len: int = 32) -> None:
+        if max_len < 1:
+            raise TextError(f"tokenizer max_len must be >= 1, got {max_len}")
+        words = list(words)
+        bad = [w for w in words if not isinstance(w, str) or split_words(w) != [w]]
+        if bad:
+            raise TextError(f"vocabulary entries must be single lower-case words, got {bad[:5]}")
+        dup = [w for w, n in Counter(words).items() if n > 1]
+        if dup:
+            raise TextError(f"vocabulary has duplicate words: {dup[:5]}")
+        self.vocab = [PAD, UNK, *words]
+        self.index = {w: i for i, w in enumerate(self.vocab)}
+        self.max_len = int(max_len)
+
+    @classmethod
+    def build(
+        cls, captions: Iterable[str], min_count: int = 1, max_len: int = 32, max_words: int | None = None
+    ) -> Tokenizer:
+        """Vocabulary of the words seen at least `min_count` times, most frequent first (ties
+        alphabetical, so the ids do not depend on caption order), at most `max_words` of them."""
+        if min_count < 1:
+            raise TextError(f"min_count must be >= 1, got {min_count}")
+        counts = Counter(w for caption in captions for w in split_words(caption))
+        kept = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
+        if not kept:
+            raise TextError(f"no word occurs {min_count} or more times in the captions: nothing to build from")
+        return cls(kept[:max_words] if max_words is not None else kept, max_len=max_len)
+
+    def __len__(self) -> int:
+        return len(self.vocab)
+
+    def encode(self, text: str) -> Encoding:
+        words = split_words(text)
+        kept = words[: self.max_len]
+        ids = [self.index.get(w, UNK_ID) for w in kept]
+        unknown = list(dict.fromkeys(w for w, i in zip(kept, ids, strict=True) if i == UNK_ID))
+        return Encoding(ids, unknown, len(words) - len(kept))
+
+    def encode_batch(self, texts: Sequence[str]) -> TokenBatch:
+        """Right-padded ids for several captions; TextError when a caption has no words at all."""
+        encs = [self.encode(t) for t in texts]
+        empty = [t for t, e in zip(texts, encs, strict=True) if not e.ids]
+        if empty:
+            raise TextError(f"caption without any words: {empty[0]!r}; write at least one word")
+        width = max((len(e.ids) for e in encs), default=0)
+        ids = torch.full((len(encs), width), PAD_ID, dtype=torch.int64)
+        for row, e in enumerate(encs):
+            ids[row, : len(e.ids)] = torch.tensor(e.ids, dtype=torch.int64)
+        lengths = torch.tensor([len(e.ids) for e in encs], dtype=torch.int64)
+        return TokenBatch(ids, lengths, [e.unknown for e in encs], [e.truncated for e in encs])
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return " ".join(self.vocab[i] for i in ids if i != PAD_ID)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form (for a weights card); `from_dict` restores the same ids."""
+        return {
+            "format": TOKENIZER_FORMAT,
+            "version": TOKENIZER_VERSION,
+            "max_len": self.max_len,
+            "words": self.vocab[2:],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Tokenizer:
+        if not isinstance(d, dict) or d.get("format") != TOKENIZER_FORMAT:
+            raise TextError(f"not a tokenizer description (expected a dict with format {TOKENIZER_FORMAT!r})")
+        if d.get("version") != TOKENIZER_VERSION:
+            raise TextError(f"tokenizer version {d.get('version')!r} is not supported (this build reads 1)")
+        words, max_len = d.get("words"), d.get("max_len")
+        if not isinstance(words, list) or not isinstance(max_len, int):
+            raise TextError("tokenizer description needs a 'words' list and an integer 'max_len'")
+        return cls(words, max_len=max_len)
+
+
+class SentenceEncoder(nn.Module):
+    """Token ids (N, L) [+ lengths (N,)] -> one embedding per caption (N, out_dim).
+
+    Word embeddings -> bidirectional GRU over the packed sequence (padding never enters the RNN) ->
+    the last hidden states of both directions, concatenated -> Linear. Without `lengths`, they are
+    counted from the non-pad ids (right padding).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embed_dim: int = 128,
+        hidden: int = 128,
+        out_dim: int = 1024,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if min(vocab_size, embed_dim, hidden, out_dim, num_layers) < 1:
+            raise ValueError("SentenceEncoder sizes must be positive")
+        self.out_dim = out_dim
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
+        self.drop = nn.Dropout(dropout)
+        rnn_dropout = dropout if num_layers > 1 else 0.0  # GRU dropout acts between layers only
+        self.rnn = nn.GRU(embed_dim, hidden, num_layers, batch_first=True, bidirectional=True, dropout=rnn_dropout)
+        self.proj = nn.Linear(2 * hidden, out_dim)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        if ids.ndim != 2:
+            raise ValueError(f"token ids must be (N, L), got {tuple(ids.shape)}")
+        if lengths is None:
+            lengths = (ids != PAD_ID).sum(1)
+        if (lengths < 1).any() or (lengths > ids.shape[1]).any():
+            raise ValueError(f"every caption needs 1..{ids.shape[1]} tokens, got lengths {lengths.tolist()}")
+        x = self.drop(self.embed(ids))
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, h = self.rnn(packed)  # (num_layers * 2, N, hidden), already in the input's order
+        return self.proj(torch.cat((h[-2], h[-1]), 1))
+
+
+class ImageEncoder(nn.Module):
+    """Image (N, in_ch, H, W) in [-1, 1] -> (N, out_dim): `n_layers` stride-2 4x4 convs doubling from
+    `width` (BN + LeakyReLU(0.2) after all but the first), global average pooling, Linear."""
+
+    def __init__(self, in_ch: int = 3, width: int = 32, n_layers: int = 4, out_dim: int = 1024) -> None:
+        super().__init__()
+        if min(in_ch, width, n_layers, out_dim) < 1:
+            raise ValueError("ImageEncoder sizes must be positive")
+        layers: list[nn.Module] = [nn.Conv2d(in_ch, width, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        for k in range(1, n_layers):
+            cin, cout = width * 2 ** (k - 1), width * 2**k
+            layers += [nn.Conv2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2, True)]
+        self.features = nn.Sequential(*layers)
+        self.proj = nn.Linear(width * 2 ** (n_layers - 1), out_dim)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.features(image).mean(dim=(2, 3)))
+
+
+def matching_loss(text_emb: torch.Tensor, image_emb: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """Symmetric contrastive loss: row i of each is a matching (caption, image) pair, every other row a
+    mismatch. Cosine similarities / temperature, cross-entropy text->image and image->text, averaged."""
+    if text_emb.ndim != 2 or text_emb.shape != image_emb.shape:
+        raise ValueError(
+            f"need two (N, D) embeddings of equal shape, got {tuple(text_emb.shape)}, {tuple(image_emb.shape)}"
+        )
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    logits = F.normalize(text_emb, dim=1) @ F.normalize(image_emb, dim=1).T / temperature
+    target = torch.arange(len(logits), device=logits.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+def load_embeddings(path: str | os.PathLike, dim: int | None = None) -> np.ndarray:
+    """Caption embeddings (N, D) float32 from a `.npy` file (no pickle: object arrays are refused).
+
+    TextError when the file is missing or unreadable, not 2-D, not floating point, empty, holds NaN or
+    infinity, or D differs from `dim`.
+    """
+    name = os.fspath(path)
+    if not os.path.isfile(name):
+        raise TextError(f"embeddings file not found: {name}")
+    try:
+        arr = np.load(name, allow_pickle=False)
+    except ValueError as e:  # numpy's wording for object arrays and for non-npy pickles
+        raise TextError(
+            f"{name}: not a plain numeric .npy array ({e}); save one with np.save(path, emb.astype(np.float32))"
+        ) from e
+    except (OSError, EOFError) as e:
+        raise TextError(f"{name}: cannot read the .npy file ({e})") from e
+    if not isinstance(arr, np.ndarray):
+        arr.close()  # an .npz archive
+        raise TextError(f"{name}: is an .npz archive; save the (N, D) array alone with np.save")
+    if arr.ndim != 2:
+        hint = " (one row per caption: reshape it with emb.reshape(-1, emb.shape[-1]))" if arr.ndim > 2 else ""
+        raise TextError(f"{name}: embeddings must be 2-D (N, D), got shape {arr.shape}{hint}")
+    if arr.dtype.kind != "f":
+        raise TextError(f"{name}: embeddings must be floating point, got dtype {arr.dtype}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise TextError(f"{name}: embeddings array is empty, shape {arr.shape}")
+    if dim is not None and arr.shape[1] != dim:
+        raise TextError(f"{name}: embeddings have dimension {arr.shape[1]}, the model expects {dim}")
+    bad = ~np.isfinite(arr).all(axis=1)
+    if bad.any():
+        raise TextError(f"{name}: {int(bad.sum())} row(s) hold NaN or infinity (first: row {int(np.argmax(bad))})")
+    return arr.astype(np.float32, copy=False)
