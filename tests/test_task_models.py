@@ -89,3 +89,44 @@ def test_old_cards_read_as_image_models() -> None:
     card = Card.from_dict(old)
     assert card.kind == "image" and card.output_size == "scale" and card.networks == {} and card.inputs == {}
     assert Card.from_dict({**old, "task": "synthesize", "inputs": SPEC.to_dict()}).output_size == "same"
+
+
+def save_text_model(tmp_path: Path) -> Path:
+    """A tiny two-stage text -> image bundle: tokenizer in the card, sentence encoder T, Stage-II G
+    holding its Stage I (16 px -> 32 px)."""
+    from img2img.text import Tokenizer
+
+    tok = Tokenizer.build(["a red circle on a blue background", "a green square on a black background"])
+    t_kw = {"vocab_size": len(tok), "embed_dim": 8, "hidden": 8, "out_dim": 16}
+    s1 = {"t_dim": 16, "c_dim": 4, "z_dim": 6, "gf": 4, "image_size": 16}
+    g_kw = {"stage1": s1, "gf": 4, "r_num": 1, "up_factor": 2}
+    torch.manual_seed(2)
+    t, g = build_arch("SentenceEncoder", **t_kw), build_arch("StageIIGenerator", **g_kw)
+    stages = [{"stage": 1, "module": "STAGE1_G", "output": 0, "size": 16}, {"stage": 2, "module": "", "output": 1}]
+    card = Card(
+        name="tiny-text", arch="StageIIGenerator", arch_kwargs=g_kw, task="generate", value_range=(-1.0, 1.0),
+        inputs={"kind": "text", "tokenizer": tok.to_dict(), "embedding_dim": 16, "noise_dim": 6, "stages": stages},
+        output={"size": "fixed", "height": 32, "width": 32},
+        networks={"T": {"arch": "SentenceEncoder", "arch_kwargs": t_kw}},
+    )  # fmt: skip
+    return save_weights(tmp_path / "tiny-text.safetensors", bundle_state_dict(g, T=t), card)
+
+
+def test_text_model_generates_per_stage_reproducibly_and_names_unknown_words(tmp_path: Path) -> None:
+    from img2img.infer.tasks import TextModel
+
+    model = img2img.load(save_text_model(tmp_path), device="cpu")
+    assert isinstance(model, TextModel) and model.last_stage == 2
+    (r,) = model("a red circle on a purple background", n=2, seed=5)
+    assert r.unknown_words == ["purple"] and r.seeds == [5, 6]
+    assert [im.shape for im in r.images] == [(32, 32, 3), (32, 32, 3)] and not np.allclose(r.images[0], r.images[1])
+    again = model(["a green square", "a red circle on a purple background"], n=2, seed=5)
+    np.testing.assert_allclose(again[1].images[1], r.images[1], atol=1e-6)  # sample k of seed S: the same
+    assert not np.allclose(model("a red circle on a purple background", seed=9)[0].images[0], r.images[0])
+    (s1,) = model("a red circle", stage=1)
+    assert s1.images[0].shape == (16, 16, 3)
+    emb = model.encode(["a red circle"])[0].numpy()
+    np.testing.assert_allclose(model(embeddings=emb, seed=3)[0].images[0], model("a red circle", seed=3)[0].images[0])
+    for bad, match in ((dict(stage=3), "stage"), (dict(n=0), "1..64"), (dict(embeddings=np.ones((1, 5))), "N x 16")):
+        with pytest.raises(Img2ImgError, match=match):
+            model(None if "embeddings" in bad else "a red circle", **bad)

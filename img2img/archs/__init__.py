@@ -10,6 +10,7 @@ from img2img.archs.resnet import ResnetGenerator
 from img2img.archs.rrdbnet import RRDBNet
 from img2img.archs.srvgg import SRVGGNetCompact
 from img2img.archs.stackgan import StageIDiscriminator, StageIGenerator, StageIIDiscriminator, StageIIGenerator
+from img2img.archs.text_encoder import ImageEncoder, SentenceEncoder
 from img2img.archs.unet import UNetGenerator
 
 ARCHS: dict[str, type[nn.Module]] = {
@@ -25,6 +26,8 @@ ARCHS: dict[str, type[nn.Module]] = {
     "StageIDiscriminator": StageIDiscriminator,
     "StageIIGenerator": StageIIGenerator,
     "StageIIDiscriminator": StageIIDiscriminator,
+    "SentenceEncoder": SentenceEncoder,
+    "ImageEncoder": ImageEncoder,
 }
 
 

@@ -224,7 +224,7 @@ class TextModel(Model):
                 [torch.randn(self.spec.noise_dim, generator=torch.Generator().manual_seed(s)) for s in seeds]
             )
             with torch.random.fork_rng(devices=[]):  # conditioning augmentation draws from the global RNG
-                torch.manual_seed(int(seed) * 1_000_003 + i)
+                torch.manual_seed(int(seed))  # so sample k depends on (seed, k, prompt) alone
                 y = self._forwards[stage](emb[i : i + 1].expand(n, -1), noise, map_input=False)
             results.append(Generated(text, list(_image_out(y)), unknown[i], seeds))
         return results
