@@ -13,18 +13,10 @@ import torch
 
 pytest.importorskip("kornia")
 
-from test_translation_recipes import (  # noqa: E402,F401
-    cyclegan_overrides,
-    domains,
-    facades_like,
-    pix2pix_overrides,
-    recipe_and_nets,
-)
-
-from img2img.train.config import load_config  # noqa: E402
 from img2img.errors import ConfigError  # noqa: E402
 from img2img.recipes.diffaug import DiffAugment  # noqa: E402
 from img2img.train import Trainer  # noqa: E402
+from img2img.train.config import load_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 ALL = ["color", "translation", "cutout"]
@@ -75,8 +67,8 @@ def test_no_policy_is_the_identity_and_unknown_policies_are_refused() -> None:
         DiffAugment(["blur"])
 
 
-def test_config_errors_name_the_key(tmp_path: Path, facades_like: Path) -> None:  # noqa: F811
-    base = pix2pix_overrides(tmp_path, facades_like)
+def test_config_errors_name_the_key(translation_runs, tmp_path: Path, facades_like: Path) -> None:  # noqa: F811
+    base = translation_runs.pix2pix_overrides(tmp_path, facades_like)
     with pytest.raises(ConfigError, match="loss.diffaugment"):
         load_config(REPO / "configs/pix2pix/small_facades.yaml", [*base, "loss.diffaugment=[blur]"])
     with pytest.raises(ConfigError, match="loss.diffaugment augments what the discriminator sees"):
@@ -108,27 +100,34 @@ def d_inputs(recipe, nets, phase: str, batch: dict) -> list[torch.Tensor]:
     return seen
 
 
-def test_pix2pix_shows_its_discriminator_augmented_pairs(tmp_path: Path, facades_like: Path) -> None:  # noqa: F811
-    over = [*pix2pix_overrides(tmp_path, facades_like), "model.D.ndf=4", "loss.diffaugment=[translation,cutout]"]
-    recipe, nets = recipe_and_nets("pix2pix/small_facades.yaml", over)
+def test_pix2pix_shows_its_discriminator_augmented_pairs(translation_runs, tmp_path: Path, facades_like: Path) -> None:  # noqa: F811
+    over = [
+        *translation_runs.pix2pix_overrides(tmp_path, facades_like),
+        "model.D.ndf=4",
+        "loss.diffaugment=[translation,cutout]",
+    ]
+    recipe, nets = translation_runs.recipe_and_nets("pix2pix/small_facades.yaml", over)
     a, b = smooth_batch(2) * 2 - 1, smooth_batch(2).flip(-1) * 2 - 1
     real, _fake = d_inputs(recipe, nets, "D", {"A": a, "B": b})
     assert real.shape == (2, 6, 32, 32) and not torch.allclose(real, torch.cat([a, b], 1))
     # Turned off, D sees the plain pair.
-    plain, pnets = recipe_and_nets("pix2pix/small_facades.yaml", over[:-1])
+    plain, pnets = translation_runs.recipe_and_nets("pix2pix/small_facades.yaml", over[:-1])
     real, _ = d_inputs(plain, pnets, "D", {"A": a, "B": b})
     assert torch.equal(real, torch.cat([a, b], 1))
 
 
-def test_cyclegan_and_esrgan_show_their_discriminators_augmented_images(tmp_path: Path, domains: Path) -> None:  # noqa: F811
-    recipe, nets = recipe_and_nets(
-        "cyclegan/small_horse2zebra.yaml", [*cyclegan_overrides(tmp_path, domains), "loss.diffaugment=[cutout]"]
+def test_cyclegan_and_esrgan_show_their_discriminators_augmented_images(
+    translation_runs, tmp_path: Path, domains: Path
+) -> None:  # noqa: F811
+    recipe, nets = translation_runs.recipe_and_nets(
+        "cyclegan/small_horse2zebra.yaml",
+        [*translation_runs.cyclegan_overrides(tmp_path, domains), "loss.diffaugment=[cutout]"],
     )
     a, b = smooth_batch(1) * 2 - 1, smooth_batch(1).flip(-2) * 2 - 1
     seen = d_inputs(recipe, nets, "D", {"A": a, "B": b})
     assert len(seen) == 4 and not torch.allclose(seen[0], a)  # D_A's real image came augmented
     tiny_g = {"arch": "RRDBNet", "nf": 8, "nb": 1, "gc": 4, "scale": 4}
-    recipe, nets = recipe_and_nets(
+    recipe, nets = translation_runs.recipe_and_nets(
         "esrgan/small_gan_x4_novgg.yaml",
         [f"model.G={json.dumps(tiny_g)}", "model.D.nf=8", "data.hr_dirs=[x]", "loss.diffaugment=[color,cutout]"],
     )
@@ -139,15 +138,16 @@ def test_cyclegan_and_esrgan_show_their_discriminators_augmented_images(tmp_path
 
 @pytest.mark.parametrize("config", ["pix2pix/small_facades.yaml", "cyclegan/small_horse2zebra.yaml"])
 def test_training_with_diffaugment_runs_and_records_it(
+    translation_runs,
     config: str,
     tmp_path: Path,
     facades_like: Path,  # noqa: F811
     domains: Path,  # noqa: F811
 ) -> None:
     if config.startswith("pix2pix"):
-        over = [*pix2pix_overrides(tmp_path / "run", facades_like), "model.D.ndf=4"]
+        over = [*translation_runs.pix2pix_overrides(tmp_path / "run", facades_like), "model.D.ndf=4"]
     else:
-        over = cyclegan_overrides(tmp_path / "run", domains)
+        over = translation_runs.cyclegan_overrides(tmp_path / "run", domains)
     cfg = load_config(REPO / "configs" / config, [*over, "loss.diffaugment=[color,translation,cutout]"])
     result = Trainer(cfg).fit()
     assert result.step == 2 and all(np.isfinite(v) for v in result.losses.values())

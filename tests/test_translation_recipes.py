@@ -13,8 +13,6 @@ import torch
 import torch.nn.functional as F
 
 from img2img.errors import ConfigError
-from img2img.io.images import write_image
-from img2img.recipes import RECIPES
 from img2img.recipes.cyclegan import ImagePool
 from img2img.train import Trainer
 from img2img.train.config import load_config
@@ -26,57 +24,9 @@ TINY_UNET = {"arch": "UNetGenerator", "num_downs": 5, "ngf": 4, "norm": "batch",
 TINY_RESNET = {"arch": "ResnetGenerator", "ngf": 4, "n_blocks": 1, "norm": "instance"}
 
 
-def smooth(h: int, w: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:h, :w].astype(np.float32)
-    f = rng.uniform(0.05, 0.2, size=3)
-    return np.stack([0.5 + 0.4 * np.sin(xx * f[c] + yy * f[(c + 1) % 3]) for c in range(3)], axis=2)
-
-
-@pytest.fixture
-def facades_like(tmp_path: Path) -> Path:
-    """train/ and val/ folders of 96x48 photo|label side-by-side images."""
-    for split, n in (("train", 3), ("val", 2)):
-        (tmp_path / split).mkdir(parents=True)
-        for i in range(n):
-            photo = smooth(48, 48, i)
-            label = np.round(photo * 3) / 3  # a posterised "label map" of the photo
-            write_image(tmp_path / split / f"{i}.png", np.concatenate([photo, label], axis=1))
-    return tmp_path
-
-
-@pytest.fixture
-def domains(tmp_path: Path) -> Path:
-    """trainA/, trainB/, testA/, testB/ with a few 40x40 images each."""
-    for folder, n, off in (("trainA", 3, 0), ("trainB", 2, 10), ("testA", 2, 20), ("testB", 2, 30)):
-        (tmp_path / folder).mkdir(parents=True)
-        for i in range(n):
-            write_image(tmp_path / folder / f"{i}.png", smooth(40, 40, off + i))
-    return tmp_path
-
-
-def common(out: Path) -> list[str]:
-    return [
-        f"train.out_dir={out}", "train.steps=2", "train.batch_size=1", "train.num_workers=0",
-        "train.progress=false", "train.log_every=1", "train.sample_every=2", "train.resume=null",
-        "train.init_from={}", "train.device=cpu",
-    ]  # fmt: skip
-
-
-def pix2pix_overrides(out: Path, root: Path) -> list[str]:
-    return [*common(out), f"data.root={root / 'train'}", "data.load_size=36", "data.crop_size=32",
-            f"model.G={json.dumps(TINY_UNET)}", f"val.root={root / 'val'}", "val.max_images=2"]  # fmt: skip
-
-
-def cyclegan_overrides(out: Path, root: Path) -> list[str]:
-    return [*common(out), f"data.root={root}", "data.load_size=36", "data.crop_size=32",
-            f"model.G={json.dumps(TINY_RESNET)}", "model.D.ndf=4", f"val.dir_A={root / 'testA'}",
-            f"val.dir_B={root / 'testB'}", "val.max_images=2"]  # fmt: skip
-
-
 @pytest.mark.parametrize("config", PIX2PIX_CONFIGS, ids=lambda p: p.name)
-def test_pix2pix_config_trains_two_steps(config: Path, tmp_path: Path, facades_like: Path) -> None:
-    overrides = pix2pix_overrides(tmp_path / "run", facades_like)
+def test_pix2pix_config_trains_two_steps(translation_runs, config: Path, tmp_path: Path, facades_like: Path) -> None:
+    overrides = translation_runs.pix2pix_overrides(tmp_path / "run", facades_like)
     raw_d = load_config(config).spec.model.D
     if raw_d is not None:
         overrides.append("model.D.ndf=4")
@@ -97,8 +47,8 @@ def test_pix2pix_config_trains_two_steps(config: Path, tmp_path: Path, facades_l
 
 
 @pytest.mark.parametrize("config", CYCLEGAN_CONFIGS, ids=lambda p: p.name)
-def test_cyclegan_config_trains_two_steps(config: Path, tmp_path: Path, domains: Path) -> None:
-    cfg = load_config(config, cyclegan_overrides(tmp_path / "run", domains))
+def test_cyclegan_config_trains_two_steps(translation_runs, config: Path, tmp_path: Path, domains: Path) -> None:
+    cfg = load_config(config, translation_runs.cyclegan_overrides(tmp_path / "run", domains))
     result = Trainer(cfg).fit()
     terms = {"G/gan_AB", "G/gan_BA", "G/cycle_A", "G/cycle_B", "G/idt_A", "G/idt_B", "D/gan_A", "D/gan_B"}
     assert set(result.losses) == terms and all(np.isfinite(v) for v in result.losses.values())
@@ -111,17 +61,10 @@ def test_cyclegan_config_trains_two_steps(config: Path, tmp_path: Path, domains:
     assert cards["run_G_BA"]["extra"]["direction"] == "zebra → horse"
 
 
-def recipe_and_nets(config: str, overrides: list[str]):
-    cfg = load_config(REPO / "configs" / config, overrides)
-    recipe = RECIPES[cfg.recipe](cfg.spec, seed=0)
-    torch.manual_seed(0)
-    nets = recipe.build_networks()
-    recipe.aux_modules()
-    return recipe, nets
-
-
-def test_pix2pix_losses_are_the_papers(tmp_path: Path, facades_like: Path) -> None:
-    recipe, nets = recipe_and_nets("pix2pix/small_facades.yaml", pix2pix_overrides(tmp_path, facades_like))
+def test_pix2pix_losses_are_the_papers(translation_runs, tmp_path: Path, facades_like: Path) -> None:
+    recipe, nets = translation_runs.recipe_and_nets(
+        "pix2pix/small_facades.yaml", translation_runs.pix2pix_overrides(tmp_path, facades_like)
+    )
     a, b = torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1
     scratch: dict = {}
     g_terms = recipe.losses("G", {"A": a, "B": b}, nets, scratch)
@@ -140,8 +83,10 @@ def test_pix2pix_losses_are_the_papers(tmp_path: Path, facades_like: Path) -> No
     assert [p.lr for p in recipe.phases()] == [2e-4, 2e-4]
 
 
-def test_cyclegan_losses_are_the_papers(tmp_path: Path, domains: Path) -> None:
-    recipe, nets = recipe_and_nets("cyclegan/small_horse2zebra.yaml", cyclegan_overrides(tmp_path, domains))
+def test_cyclegan_losses_are_the_papers(translation_runs, tmp_path: Path, domains: Path) -> None:
+    recipe, nets = translation_runs.recipe_and_nets(
+        "cyclegan/small_horse2zebra.yaml", translation_runs.cyclegan_overrides(tmp_path, domains)
+    )
     a, b = torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1
     t = recipe.losses("G", {"A": a, "B": b}, nets, {})
     fake_b = nets["G_AB"](a)
@@ -149,13 +94,13 @@ def test_cyclegan_losses_are_the_papers(tmp_path: Path, domains: Path) -> None:
     assert t["idt_B"].item() == pytest.approx(0.5 * 10 * F.l1_loss(nets["G_AB"](b), b).item(), rel=1e-4)
     d = nets["D_B"](fake_b)
     assert t["gan_AB"].item() == pytest.approx(((d - 1) ** 2).mean().item(), rel=1e-4)  # LSGAN
-    bad = cyclegan_overrides(tmp_path, domains) + ["model.D.in_ch=6"]
+    bad = translation_runs.cyclegan_overrides(tmp_path, domains) + ["model.D.in_ch=6"]
     with pytest.raises(ConfigError, match="model.D.in_ch"):
         load_config(REPO / "configs/cyclegan/small_horse2zebra.yaml", bad)
 
 
-def test_pix2pix_config_errors_name_the_keys(tmp_path: Path, facades_like: Path) -> None:
-    base = pix2pix_overrides(tmp_path, facades_like)
+def test_pix2pix_config_errors_name_the_keys(translation_runs, tmp_path: Path, facades_like: Path) -> None:
+    base = translation_runs.pix2pix_overrides(tmp_path, facades_like)
     cfg = REPO / "configs/pix2pix/small_facades.yaml"
     with pytest.raises(ConfigError, match="model.D.in_ch"):
         load_config(cfg, [*base, "model.D.in_ch=3"])
@@ -183,13 +128,17 @@ def test_image_pool_fills_then_swaps_half_the_time() -> None:
     assert ImagePool(0, seed=0).query(first) is first
 
 
-def test_interrupted_cyclegan_run_resumes_exactly(tmp_path: Path, domains: Path) -> None:
+def test_interrupted_cyclegan_run_resumes_exactly(translation_runs, tmp_path: Path, domains: Path) -> None:
     """4 straight steps vs 2 steps, stop, resume to 4: the same weights, since networks, optimizers,
     image pools (recipe state), data order and RNG states all come back."""
     cfg_path = REPO / "configs/cyclegan/small_horse2zebra.yaml"
 
     def run(out: Path, steps: int, resume: str | None) -> dict:
-        o = cyclegan_overrides(out, domains) + [f"train.steps={steps}", "train.ckpt_every=2", "optim.pool_size=2"]
+        o = translation_runs.cyclegan_overrides(out, domains) + [
+            f"train.steps={steps}",
+            "train.ckpt_every=2",
+            "optim.pool_size=2",
+        ]
         o.append("train.schedule.kind=constant")  # a linear decay depends on train.steps
         if resume:
             o.append(f"train.resume={resume}")
@@ -211,21 +160,21 @@ def test_interrupted_cyclegan_run_resumes_exactly(tmp_path: Path, domains: Path)
             torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
 
 
-def test_pix2pix_fine_tunes_from_a_released_generator(tmp_path: Path, facades_like: Path) -> None:
+def test_pix2pix_fine_tunes_from_a_released_generator(translation_runs, tmp_path: Path, facades_like: Path) -> None:
     """`train.init_from.G` takes a released junyanz `.pth` (bare state dict) and starts from its weights."""
     from img2img.archs import UNetGenerator
 
     torch.manual_seed(5)
     released = UNetGenerator(num_downs=5, ngf=4)
     torch.save(released.state_dict(), tmp_path / "latest_net_G.pth")
-    o = pix2pix_overrides(tmp_path / "run", facades_like) + [
+    o = translation_runs.pix2pix_overrides(tmp_path / "run", facades_like) + [
         "model.D.ndf=4", f"train.init_from.G={tmp_path / 'latest_net_G.pth'}", "train.steps=1",
     ]  # fmt: skip
     trainer = Trainer(load_config(REPO / "configs/pix2pix/small_facades.yaml", o))
     trainer._start()
     for k, v in released.state_dict().items():
         torch.testing.assert_close(trainer.nets["G"].state_dict()[k], v, msg=k)
-    wrong = pix2pix_overrides(tmp_path / "run2", facades_like) + [
+    wrong = translation_runs.pix2pix_overrides(tmp_path / "run2", facades_like) + [
         "model.D.ndf=4", f"train.init_from.G={tmp_path / 'latest_net_G.pth'}", 'model.G.ngf=8',
     ]  # fmt: skip
     with pytest.raises(Exception, match="init_from.G"):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -121,3 +122,8 @@ def batch_size_of(batch: Batch) -> int:
         if isinstance(v, torch.Tensor):
             return int(v.shape[0])
     return 0
+
+
+def upsample_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Nearest-neighbour resize of a CHW image (for showing low-res inputs next to outputs)."""
+    return F.interpolate(x[None].float(), size=size, mode="nearest")[0]

@@ -187,7 +187,7 @@ class ESRGANRecipe(Recipe):
     # ---- samples, validation, export
     @torch.no_grad()
     def sample_images(self, batch: Batch, nets: Nets) -> list[ImageRow]:
-        from img2img.train.log import upsample_to
+        from img2img.recipes.base import upsample_to
 
         lr, hr = batch["lr"][:4], batch["hr"][:4]
         sr = nets["G"](lr).float().clamp(0, 1)

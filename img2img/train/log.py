@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 
 def format_eta(seconds: float) -> str:
@@ -38,11 +37,6 @@ def make_grid(rows: list[list[torch.Tensor]], pad: int = 2) -> np.ndarray:
             x = pad + c * (w + pad) + (w - t.shape[2]) // 2
             grid[:, y : y + t.shape[1], x : x + t.shape[2]] = t
     return (grid.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-
-
-def upsample_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Nearest-neighbour resize of a CHW image (for showing low-res inputs next to outputs)."""
-    return F.interpolate(x[None].float(), size=size, mode="nearest")[0]
 
 
 class RunLogger:
