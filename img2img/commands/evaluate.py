@@ -22,7 +22,8 @@ _EPILOG = """examples:
 sr data layouts: image_SRF_<scale>/ folders (Set5 root), *_LR/*_HR files in one folder, lr/ + hr/ folders
 matched by file name, or a folder of HR images (LR made with MATLAB bicubic imresize).
 translate data: side-by-side A|B images, or A/ + B/ folders matched by name (--layout folders);
---direction BtoA feeds B and compares with A (default: the direction in the model's card). --train-mode: dropout on, batch statistics (released pix2pix).
+--direction BtoA feeds B and compares with A (default: the direction in the model's card).
+--train-mode: dropout on, batch statistics (released pix2pix).
 exit status: 0 done, 2 usage, data or model error"""
 
 

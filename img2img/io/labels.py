@@ -39,7 +39,9 @@ class LabelSpec:
             raise LabelError(f"dontcare must be an id in 0..65535 or null, not {self.dontcare!r}")
         self.palette = [tuple(int(v) for v in c) for c in self.palette]  # type: ignore[misc]
         if self.palette and (len(self.palette) != self.label_nc or any(len(c) != 3 for c in self.palette)):
-            raise LabelError(f"the palette must hold one RGB colour per class ({self.label_nc}), not {len(self.palette)}")
+            raise LabelError(
+                f"the palette must hold one RGB colour per class ({self.label_nc}), not {len(self.palette)}"
+            )
         if self.classes and len(self.classes) != self.label_nc:
             raise LabelError(f"classes must name each of the {self.label_nc} classes, not {len(self.classes)}")
 
