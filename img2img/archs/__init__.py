@@ -8,6 +8,7 @@ from img2img.archs.discriminators import UNetDiscriminatorSN, VGGStyleDiscrimina
 from img2img.archs.patchgan import PatchDiscriminator, PixelDiscriminator
 from img2img.archs.resnet import ResnetGenerator
 from img2img.archs.rrdbnet import RRDBNet
+from img2img.archs.spade import ConvEncoder, MultiscaleDiscriminator, SPADEGenerator
 from img2img.archs.srvgg import SRVGGNetCompact
 from img2img.archs.unet import UNetGenerator
 
@@ -20,6 +21,9 @@ ARCHS: dict[str, type[nn.Module]] = {
     "ResnetGenerator": ResnetGenerator,
     "PatchDiscriminator": PatchDiscriminator,
     "PixelDiscriminator": PixelDiscriminator,
+    "SPADEGenerator": SPADEGenerator,
+    "ConvEncoder": ConvEncoder,
+    "MultiscaleDiscriminator": MultiscaleDiscriminator,
 }
 
 
