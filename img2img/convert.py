@@ -16,6 +16,7 @@ import torch
 
 from img2img.archs import build_arch
 from img2img.convert_junyanz import DETECTORS as JUNYANZ_DETECTORS
+from img2img.convert_spade import DETECTORS as SPADE_DETECTORS
 from img2img.errors import WeightsError
 from img2img.weights import Card
 
@@ -306,6 +307,7 @@ def detect_srvgg(sd: dict[str, torch.Tensor], ctx: Context) -> tuple[dict, Card]
 
 
 DETECTORS: list[Detector] = [detect_rrdb_basicsr, detect_rrdb_esrgan, detect_rrdb_old, detect_srvgg, *JUNYANZ_DETECTORS]
+DETECTORS += SPADE_DETECTORS
 
 
 # ---------------------------------------------------------------- public entry points
