@@ -8,6 +8,7 @@ from img2img.archs.discriminators import UNetDiscriminatorSN, VGGStyleDiscrimina
 from img2img.archs.patchgan import PatchDiscriminator, PixelDiscriminator
 from img2img.archs.resnet import ResnetGenerator
 from img2img.archs.rrdbnet import RRDBNet
+from img2img.archs.spade import ConvEncoder, MultiscaleDiscriminator, SPADEGenerator
 from img2img.archs.srvgg import SRVGGNetCompact
 from img2img.archs.stackgan import StageIDiscriminator, StageIGenerator, StageIIDiscriminator, StageIIGenerator
 from img2img.archs.text_encoder import ImageEncoder, SentenceEncoder
@@ -28,6 +29,9 @@ ARCHS: dict[str, type[nn.Module]] = {
     "StageIIDiscriminator": StageIIDiscriminator,
     "SentenceEncoder": SentenceEncoder,
     "ImageEncoder": ImageEncoder,
+    "SPADEGenerator": SPADEGenerator,
+    "ConvEncoder": ConvEncoder,
+    "MultiscaleDiscriminator": MultiscaleDiscriminator,
 }
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from img2img.errors import WeightsError
-from img2img.weights.convert import esrgan, junyanz
+from img2img.weights.convert import esrgan, junyanz, spade
 from img2img.weights.convert.common import Context, Detector, count_params, load_state_dict_file, unwrap_state_dict
 from img2img.weights.format import Card
 
@@ -25,7 +25,7 @@ __all__ = [
     "unwrap_state_dict",
 ]
 
-DETECTORS: list[Detector] = [*esrgan.DETECTORS, *junyanz.DETECTORS]
+DETECTORS: list[Detector] = [*esrgan.DETECTORS, *junyanz.DETECTORS, *spade.DETECTORS]
 
 
 def convert_state_dict(
@@ -41,7 +41,8 @@ def convert_state_dict(
     head = ", ".join(f"{k} {list(v.shape)}" for k, v in list(sd.items())[:6])
     raise WeightsError(
         f"{source or name}: unknown checkpoint layout. Expected RRDBNet (conv_first + body.N.rdbN / "
-        "RRDB_trunk.N.RDBN / model.1.sub.N.RDBN) or SRVGGNetCompact (body.N convs + PReLU); "
+        "RRDB_trunk.N.RDBN / model.1.sub.N.RDBN), SRVGGNetCompact (body.N convs + PReLU), a pix2pix/CycleGAN "
+        "generator (model.N... / model.model.N...) or an NVlabs SPADE generator (fc + head_0 + conv_img); "
         f"the file has {len(sd)} tensors starting with: {head}"
     )
 
