@@ -132,7 +132,7 @@ def _released_sd(**kw: object) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize(
     "damage, message",
     [
-        (lambda sd: sd.pop("up_3.conv_1.weight_orig"), r"NVlabs SPADE generator.*missing 1 \(e.g. \['up_3.conv_1.weight'\]"),
+        (lambda sd: sd.pop("up_3.conv_1.weight_orig"), r"SPADE generator.*missing 1 \(e.g. \['up_3.conv_1.weight'\]"),
         (lambda sd: sd.pop("up_1.conv_s.weight_v"), r"NVlabs SPADE generator.*up_1.conv_s.weight_orig .*lacks"),
         (lambda sd: sd.update(G_middle_2=sd.pop("G_middle_1.conv_0.bias")), r"NVlabs SPADE generator.*unexpected"),
         (
