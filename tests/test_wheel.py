@@ -28,7 +28,8 @@ def test_wheel_install_finds_bundled_weights_and_configs(tmp_path: Path) -> None
         "import img2img, json; from img2img.resources import bundled_weights_dir, config_path;"
         "from img2img.weights.catalog import list_weights;"
         "names = sorted(i.name for i in list_weights());"
-        "print(json.dumps([img2img.__file__, str(bundled_weights_dir()), str(config_path('esrgan/finetune_x4')), names]))"
+        "config = str(config_path('esrgan/finetune_x4'));"
+        "print(json.dumps([img2img.__file__, str(bundled_weights_dir()), config, names]))"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     out = subprocess.run(
