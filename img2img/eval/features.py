@@ -89,7 +89,10 @@ def make_extractor(
 ) -> Extractor:
     """`kind="inception"` loads the FID weights file `weights` (sha256-checked); `kind="random"` builds the same
     network with random weights from `seed` (see `random_inception`)."""
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise Img2ImgError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
     if kind == "inception":
         if weights is None:
             raise Img2ImgError("the inception extractor needs its weights file")
