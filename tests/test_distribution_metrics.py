@@ -46,7 +46,17 @@ def test_fid_of_identical_sets_is_zero(method: str) -> None:
     # Fewer images than dimensions: singular covariances. The eigenvalue route stays exact; scipy's sqrtm of the
     # product (pytorch-fid's) turns the rounding of the zero eigenvalues into a ~sqrt(eps) error per dimension.
     g = _gauss(1, 20, 64)
-    assert abs(fid_from_features(g, g.copy(), method=method).value) < (1e-9 if method == "eigh" else 1e-4)
+    mu, s = feature_statistics(g)
+    assert abs(fid(mu, s, mu, s, method=method).value) < (1e-9 if method == "eigh" else 1e-4)
+
+
+def test_fid_of_small_sets_goes_through_the_gram_matrix() -> None:
+    a, b = _gauss(2, 20, 64), _gauss(3, 30, 64, shift=0.2, scale=1.3)
+    r = fid_from_features(a, b)
+    (m1, s1), (m2, s2) = feature_statistics(a), feature_statistics(b)
+    assert r.method == "gram" and r.value == pytest.approx(fid(m1, s1, m2, s2).value, rel=1e-9)
+    assert abs(fid_from_features(a, a.copy()).value) < 1e-9
+    assert fid_from_features(_gauss(4, 100, 8), _gauss(5, 100, 8)).method == "eigh"  # N1 N2 > D²
 
 
 @pytest.mark.parametrize("method", ["eigh", "sqrtm"])
@@ -91,7 +101,7 @@ def test_fid_reports_the_imaginary_residue_it_drops() -> None:
     a, b = _gauss(4, 30, 64), _gauss(5, 30, 64, shift=0.1)  # rank-deficient covariances
     r = fid_from_features(a, b, method="sqrtm")
     assert 0.0 <= r.max_imag < 1e-3 and math.isfinite(r.value)
-    assert fid_from_features(a, b).value == pytest.approx(r.value, rel=1e-6)  # eigh agrees
+    assert fid_from_features(a, b).value == pytest.approx(r.value, rel=1e-6)  # the Gram route agrees
 
 
 # ---------------------------------------------------------------- KID
