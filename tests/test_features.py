@@ -210,3 +210,12 @@ def test_eval_dist_refuses_without_weights_and_documents_parzen(tmp_path, monkey
         _parser().parse_args(["--help"])
     helptext = capsys.readouterr().out
     assert "Theis et al. 2016" in helptext and "poor proxy for sample quality" in helptext
+
+
+def test_eval_dist_is_a_task_of_the_eval_command(tmp_path, monkeypatch, capsys) -> None:
+    from img2img.cli import main
+
+    (tmp_path / "a").mkdir()
+    monkeypatch.setenv("IMG2IMG_HOME", str(tmp_path / "home"))
+    assert main(["eval", "dist", "--real", str(tmp_path / "a"), "--fake", str(tmp_path / "a")]) == 2
+    assert "--inception-weights" in capsys.readouterr().err  # one line, no traceback

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from img2img.errors import Img2ImgError
 
-HELP = "Evaluate a model (eval sr: PSNR/SSIM on Y, MATLAB protocol; eval translate: L1/PSNR/SSIM vs targets)."
+HELP = "Evaluate a model: eval sr (PSNR/SSIM on Y), eval translate (L1/PSNR/SSIM vs targets), eval dist (FID, KID, ...)."
 
 _EPILOG = """examples:
   img2img eval sr --weights bicubic --data data/sr/Set5 --scale 4
@@ -28,9 +28,23 @@ exit status: 0 done, 2 usage, data or model error"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from img2img.commands import eval_dist
+
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = _EPILOG
-    p.add_argument("task", choices=["sr", "translate"], help="sr: super-resolution; translate: paired translation")
+    tasks = p.add_subparsers(dest="task", metavar="TASK", required=True)
+    for task, text in (("sr", "super-resolution: PSNR/SSIM on Y, MATLAB protocol"),
+                       ("translate", "paired translation: L1/PSNR/SSIM against targets")):  # fmt: skip
+        sub = tasks.add_parser(task, help=text, description=text)
+        sub.formatter_class = argparse.RawDescriptionHelpFormatter
+        sub.epilog = _EPILOG
+        _add_paired_arguments(sub)
+    dist = tasks.add_parser("dist", help=eval_dist.HELP, description=eval_dist.HELP)
+    eval_dist.add_arguments(dist)
+    dist.set_defaults(_task_run=eval_dist.run)
+
+
+def _add_paired_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--weights", required=True, help="'bicubic' (baseline), a catalog name, .safetensors or released .pth"
     )
@@ -110,6 +124,8 @@ def _fmt(v: float, digits: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "_task_run", None) is not None:  # eval dist
+        return args._task_run(args)
     if args.record and not (args.weights.endswith(".safetensors") and Path(args.weights).is_file()):
         raise Img2ImgError(f"--record needs our .safetensors file as --weights, not {args.weights!r}")
     if args.task == "translate":

@@ -160,7 +160,7 @@ def _save_cache(path: Path, key: str, fs: FeatureSet, label: str, preprocess: st
 
 def _batches(files: list[Path], preprocess, batch_size: int, failures: list, bar) -> Iterator[tuple[list, list]]:
     """Decode and preprocess one file at a time, yielding batches; unreadable files go to `failures`."""
-    from img2img.images import read_image
+    from img2img.io.images import read_image
 
     names, tensors = [], []
     for p in files:

@@ -231,7 +231,7 @@ def load_fid_inception(path: str | Path, sha256: str | None = FID_WEIGHTS_SHA256
 
 def default_weights_path() -> Path:
     """`$IMG2IMG_HOME/weights/pt_inception-2015-12-05-6726825d.pth` (else under ~/.cache/img2img/weights)."""
-    from img2img.catalog import cache_dir
+    from img2img.weights.catalog import cache_dir
 
     return cache_dir() / FID_WEIGHTS_FILE
 
