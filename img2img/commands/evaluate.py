@@ -11,7 +11,7 @@ from pathlib import Path
 
 from img2img.errors import Img2ImgError
 
-HELP = "Evaluate a model: eval sr (PSNR/SSIM on Y), eval translate (L1/PSNR/SSIM vs targets), eval dist (FID, KID, ...)."
+HELP = "Evaluate a model: eval sr (PSNR/SSIM on Y), eval translate (L1/PSNR/SSIM vs targets), eval dist (FID, KID...)."
 
 _EPILOG = """examples:
   img2img eval sr --weights bicubic --data data/sr/Set5 --scale 4
