@@ -260,7 +260,9 @@ def export_weights(
     half: bool = False,
 ) -> list[Path]:
     """Write each user-facing network of a training state as `name.safetensors` + card (or
-    `name_NET.safetensors` when the recipe ships several, e.g. CycleGAN's two generators).
+    `name_NET.safetensors` when the recipe ships several, e.g. CycleGAN's two generators). A card
+    with `networks` makes a bundle: each entry names a trained network (`from`) or brings its own
+    tensors (`state_dict`, e.g. a frozen pretrained text encoder), stored under `NAME.`.
     `half` stores floating-point tensors as float16 (half the file; loading computes in float32)."""
     from img2img.recipes import RECIPES
     from img2img.train.config import from_dict
@@ -282,6 +284,7 @@ def export_weights(
         if bad:
             raise WeightsError(f"refusing to export: {bad} is not finite")
         stem = name if len(shipped) == 1 else f"{name}_{net}"
+        sd = _with_bundle(sd, info, state, use_ema)
         if half:
             sd = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
         metrics = dict(state.get("metrics", {}))
@@ -311,3 +314,23 @@ def export_weights(
         )
         written.append(save_weights(Path(out_dir) / f"{stem}.safetensors", sd, card))
     return written
+
+
+def _with_bundle(sd: dict[str, torch.Tensor], info: dict[str, Any], state: dict[str, Any], use_ema: bool) -> dict:
+    """`sd` plus the other networks of a bundle card (their tensors under `NAME.`); `info["networks"]`
+    keeps only what the card records (arch, arch_kwargs)."""
+    from img2img.weights.format import bundle_state_dict
+
+    others = {}
+    for key, spec in dict(info.get("networks", {})).items():
+        spec = dict(spec)
+        tensors = spec.pop("state_dict", None)
+        source = spec.pop("from", None)
+        if tensors is None:
+            if source not in state["networks"]:
+                raise WeightsError(f"bundle network {key}: no trained network {source!r} in the checkpoint")
+            ema = use_ema and source in state.get("ema", {})
+            tensors = state["ema"][source] if ema else state["networks"][source]
+        others[key] = tensors
+        info["networks"][key] = spec
+    return bundle_state_dict(sd, **others) if others else sd
