@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from img2img.commands.upscale import add_engine_arguments, add_file_arguments, run_files
+from img2img.commands.common import add_engine_arguments, add_file_arguments, run_files
 from img2img.errors import ConfigError, WeightsError
 
 HELP = "Translate images or folders with a pix2pix / CycleGAN generator (labels -> photo, horse <-> zebra, ...)."

@@ -42,13 +42,14 @@ class BatchOptions:
     animated: str = "error"  # error | first (frame of an animated input)
     max_pixels: int | None = None  # refuse to decode larger inputs
     template_fields: dict[str, Any] = field(default_factory=dict)  # e.g. {"scale": 4, "model": "x"}
+    job_fields: dict[str, Any] = field(default_factory=dict)  # per-job fields ({seed}, ...) with example values
 
 
 @dataclass
 class BatchReport:
     done: list[Path] = field(default_factory=list)  # written outputs
-    skipped: list[tuple[Path, str]] = field(default_factory=list)  # (source, reason)
-    failed: list[tuple[Path, str]] = field(default_factory=list)  # (source, reason)
+    skipped: list[tuple[Path | str, str]] = field(default_factory=list)  # (source, reason)
+    failed: list[tuple[Path | str, str]] = field(default_factory=list)  # (source, reason)
     notes: list[str] = field(default_factory=list)
     interrupted: bool = False
     seconds: float = 0.0
@@ -80,9 +81,9 @@ def progress_enabled(progress: bool | str) -> bool:
     return bool(progress) and sys.stderr.isatty()
 
 
-def validate_inputs(opts: BatchOptions) -> None:
+def validate_inputs(opts: BatchOptions, *, need_inputs: bool = True) -> None:
     """Usage errors found before any work (missing inputs, bad options): raise ConfigError."""
-    if not opts.inputs:
+    if need_inputs and not opts.inputs:
         raise ConfigError("no input given: pass image files and/or folders before the output folder")
     for p in opts.inputs:
         if not Path(p).exists():
@@ -100,7 +101,7 @@ def validate_inputs(opts: BatchOptions) -> None:
     out = Path(opts.output)
     if out.exists() and not out.is_dir() and not _single_file_output(opts):
         raise ConfigError(f"output {out} is an existing file; give a folder")
-    _render_name(opts, "check", ".png")  # template errors surface now, not per file
+    render_name(opts, "check", ".png", **opts.job_fields)  # template errors surface now, not per file
 
 
 def _single_file_output(opts: BatchOptions) -> bool:
@@ -111,9 +112,12 @@ def _single_file_output(opts: BatchOptions) -> bool:
     return one_file and not out.is_dir() and is_image_path(out)
 
 
-def _render_name(opts: BatchOptions, stem: str, suffix: str) -> str:
-    fields = {"name": stem, "ext": suffix.lstrip("."), "scale": "", "model": ""}
-    fields.update({k: f"{v:g}" if isinstance(v, float) else str(v) for k, v in opts.template_fields.items()})
+def render_name(opts: BatchOptions, stem: str, suffix: str, **values: Any) -> str:
+    """The output file name from `opts.name_template`: {name} {ext} {scale} {model}, the command's
+    template fields and per-job `values` ({index} {seed} {sample} {prompt}: ints keep format specs)."""
+    fields: dict[str, Any] = {"name": stem, "ext": suffix.lstrip("."), "scale": "", "model": ""}
+    for k, v in {**opts.template_fields, **values}.items():
+        fields[k] = f"{v:g}" if isinstance(v, float) else v if isinstance(v, int) else str(v)
     try:
         name = opts.name_template.format(**fields)
     except KeyError as e:
@@ -149,14 +153,14 @@ def _collect(opts: BatchOptions) -> tuple[list[tuple[Path, Path]], list[str]]:
     for inp in map(Path, opts.inputs):
         if inp.is_file():
             if is_image_path(inp):
-                jobs.append((inp, out / _render_name(opts, inp.stem, _out_suffix(opts, inp))))
+                jobs.append((inp, out / render_name(opts, inp.stem, _out_suffix(opts, inp))))
             else:
                 notes.append(f"skipped {inp}: not a supported image type")
             continue
         files, ignored, subdirs = _walk(inp, opts.recursive, out_resolved, is_image_path)
         for f in files:
             rel = f.relative_to(inp)
-            dst = out / rel.parent / _render_name(opts, f.stem, _out_suffix(opts, f))
+            dst = out / rel.parent / render_name(opts, f.stem, _out_suffix(opts, f))
             jobs.append((f, dst))
         if ignored:
             shown = ", ".join(ignored[:5]) + (f" and {len(ignored) - 5} more" if len(ignored) > 5 else "")
@@ -199,19 +203,31 @@ def _key(p: Path) -> str:
     return os.path.normcase(os.path.abspath(p))
 
 
-def _conflicts(jobs: list[tuple[Path, Path]]) -> dict[Path, str]:
-    """Sources whose destination is already taken by an earlier job or is an input itself."""
-    sources = {_key(s) for s, _ in jobs}
-    first: dict[str, Path] = {}
-    bad: dict[Path, str] = {}
-    for src, dst in jobs:
-        k = _key(dst)
+@dataclass
+class Job:
+    """One output of a batch run: what it is reported under (`source`: the main input file, or a
+    prompt's label), where it goes, and its input files by role (`image`; `labels`, `instances`,
+    `style`; none for prompts) plus per-job values (prompt text, seed, sample) for `process`."""
+
+    source: Path | str
+    dst: Path
+    inputs: dict[str, Path] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+def _conflicts(jobs: list[Job]) -> dict[int, str]:
+    """Jobs (by position) whose destination is already taken by an earlier job or is an input itself."""
+    sources = {_key(p) for j in jobs for p in j.inputs.values()}
+    first: dict[str, Path | str] = {}
+    bad: dict[int, str] = {}
+    for i, job in enumerate(jobs):
+        k = _key(job.dst)
         if k in sources:
-            bad[src] = f"output {dst} would overwrite an input image; choose another output folder or --name"
+            bad[i] = f"output {job.dst} would overwrite an input; choose another output folder or --name"
         elif k in first:
-            bad[src] = f"output {dst} is also the output of {first[k]}; use --name or --ext to tell them apart"
+            bad[i] = f"output {job.dst} is also the output of {first[k]}; use --name or --ext to tell them apart"
         else:
-            first[k] = src
+            first[k] = job.source
     return bad
 
 
@@ -224,19 +240,47 @@ def run_batch(
     progress: bool | str = True,
     log: Callable[[str], None] | None = None,
 ) -> BatchReport:
-    """Run `process` on this rank's share of the jobs; every file succeeds, skips or fails on its own.
+    """Run `process` on this rank's share of the image files; every file succeeds, skips or fails on its own.
 
     `process` gets a LoadedImage and returns (HxWxC float32 in [0, 1], C = 1|2|3|4 with alpha last;
     info dict whose optional "notes" list is reported). `log` receives status messages (Ctrl-C).
     """
+    from img2img.io.images import read_image
+
+    pairs, notes = _collect(opts)
+    jobs = [Job(src, dst, {"image": src}) for src, dst in pairs]
+
+    def run(job: Job) -> tuple[np.ndarray, dict]:
+        img = read_image(job.inputs["image"], max_pixels=opts.max_pixels, animated=opts.animated)
+        out, info = process(img)
+        notes = list(img.warnings) + list(info.get("notes", []))
+        return out, {**info, "notes": notes, "bit_depth": img.bit_depth, "icc_profile": img.icc_profile}
+
+    return run_jobs(opts, jobs, run, notes=notes, rank=rank, world=world, progress=progress, log=log)
+
+
+def run_jobs(
+    opts: BatchOptions,
+    jobs: list[Job],
+    process: Callable[[Job], tuple[np.ndarray, dict]],
+    *,
+    notes: list[str] | None = None,
+    rank: int = 0,
+    world: int = 1,
+    progress: bool | str = True,
+    log: Callable[[str], None] | None = None,
+) -> BatchReport:
+    """The batch engine every command shares: this rank's share of `jobs` (the same sorted list on every
+    rank, `jobs[rank::world]`), destination conflicts and existing outputs refused per job, each job's
+    failure reported and the run going on, Ctrl-C stopping after the current job. `process(job)` returns
+    (HxWxC float32 in [0, 1], info); info may carry "notes", "bit_depth" (8|16) and "icc_profile"."""
     from tqdm import tqdm
 
     start = time.perf_counter()
-    jobs, notes = _collect(opts)
-    report = BatchReport(notes=notes if rank == 0 else [])
+    report = BatchReport(notes=list(notes or []) if rank == 0 else [])
     conflicts = _conflicts(jobs)
-    planned = {_key(d) for _, d in jobs}
-    mine = jobs[rank::world]
+    planned = {_key(j.dst) for j in jobs}
+    mine = list(enumerate(jobs))[rank::world]
     bar = tqdm(
         total=len(mine),
         desc=f"rank {rank}" if world > 1 else "images",
@@ -248,12 +292,12 @@ def run_batch(
     stop = _StopFlag(log)
     try:
         with stop:
-            for i, (src, dst) in enumerate(mine):
+            for n, (i, job) in enumerate(mine):
                 if stop.requested:
                     report.interrupted = True
-                    report.notes.append(f"stopped by Ctrl-C: {len(mine) - i} file(s) not processed")
+                    report.notes.append(f"stopped by Ctrl-C: {len(mine) - n} file(s) not processed")
                     break
-                _run_one(opts, process, src, dst, conflicts.get(src), planned, report)
+                _run_one(opts, process, job, conflicts.get(i), planned, report)
                 bar.update(1)
                 bar.set_postfix(failed=len(report.failed), refresh=False)
     except KeyboardInterrupt:  # second Ctrl-C: abandon the current file (writes are atomic)
@@ -267,26 +311,25 @@ def run_batch(
 
 def _run_one(
     opts: BatchOptions,
-    process: Callable[[LoadedImage], tuple[np.ndarray, dict]],
-    src: Path,
-    dst: Path,
+    process: Callable[[Job], tuple[np.ndarray, dict]],
+    job: Job,
     conflict: str | None,
     planned: set[str],
     report: BatchReport,
 ) -> None:
-    from img2img.io.images import read_image, write_image
+    from img2img.io.images import write_image
 
+    src, dst = job.source, job.dst
     if conflict:
         report.failed.append((src, conflict))
         return
     if _refuse_existing(opts, src, dst, report):
         return
     try:
-        img = read_image(src, max_pixels=opts.max_pixels, animated=opts.animated)
-        report.notes += [f"{src}: {w}" for w in img.warnings]
-        out, info = process(img)
+        out, info = process(job)
         rgb, alpha = _split_alpha(out)
-        final, bit_depth, more = _final_destination(opts, dst, img.bit_depth, alpha is not None)
+        bits = int(info.get("bit_depth", 8))
+        final, bit_depth, more = _final_destination(opts, dst, bits, alpha is not None)
         report.notes += [f"{src}: {n}" for n in list(info.get("notes", [])) + more]
         if final != dst:  # switched format: the new name must be free as well
             if _key(final) in planned:
@@ -295,7 +338,8 @@ def _run_one(
             if _refuse_existing(opts, src, final, report):
                 return
         final.parent.mkdir(parents=True, exist_ok=True)
-        write_image(final, rgb, alpha, bit_depth=bit_depth, quality=opts.quality, icc_profile=img.icc_profile)
+        icc = info.get("icc_profile")
+        write_image(final, rgb, alpha, bit_depth=bit_depth, quality=opts.quality, icc_profile=icc)
         report.done.append(final)
     except (Img2ImgError, OSError, MemoryError) as e:
         report.failed.append((src, _reason(e, src)))
@@ -305,7 +349,7 @@ def _run_one(
         report.failed.append((src, f"out of memory ({e}); try a smaller --tile or --device cpu"))
 
 
-def _refuse_existing(opts: BatchOptions, src: Path, dst: Path, report: BatchReport) -> bool:
+def _refuse_existing(opts: BatchOptions, src: Path | str, dst: Path, report: BatchReport) -> bool:
     if opts.overwrite or not dst.exists():
         return False
     if opts.skip_existing:
@@ -315,7 +359,7 @@ def _refuse_existing(opts: BatchOptions, src: Path, dst: Path, report: BatchRepo
     return True
 
 
-def _reason(e: BaseException, src: Path) -> str:
+def _reason(e: BaseException, src: Path | str) -> str:
     text = str(e).removeprefix(f"{src}: ")  # the table already names the file
     return text if isinstance(e, Img2ImgError) else f"{type(e).__name__}: {text}"
 
