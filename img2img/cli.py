@@ -14,6 +14,8 @@ from img2img.errors import Img2ImgError
 COMMANDS: dict[str, str] = {
     "upscale": "img2img.commands.upscale",
     "translate": "img2img.commands.translate",
+    "synthesize": "img2img.commands.synthesize",
+    "generate": "img2img.commands.generate",
     "convert": "img2img.commands.convert",
     "models": "img2img.commands.models",
     "weights": "img2img.commands.weights",

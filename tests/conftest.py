@@ -12,9 +12,12 @@ import numpy as np
 import pytest
 import torch
 
+from img2img.archs import build_arch
 from img2img.io.images import write_image
+from img2img.io.labels import LabelSpec
 from img2img.recipes import RECIPES
 from img2img.train.config import load_config
+from img2img.weights.format import Card, bundle_state_dict, save_weights
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("IMG2IMG_DATA", REPO.parent / "shared" / "data"))
@@ -104,3 +107,56 @@ def translation_runs() -> types.SimpleNamespace:
     return types.SimpleNamespace(
         pix2pix_overrides=pix2pix_overrides, cyclegan_overrides=cyclegan_overrides, recipe_and_nets=recipe_and_nets
     )
+
+
+# --- Tiny label-map and text models (real networks, a few thousand parameters) ---
+
+SPEC = LabelSpec(label_nc=3, dontcare=255, palette=[(0, 0, 0), (255, 0, 0), (0, 0, 255)], classes=["a", "b", "c"])
+G_KW = {"in_ch": SPEC.semantic_nc, "out_ch": 3, "ngf": 4, "n_blocks": 1, "norm": "none"}
+
+
+def labels_card(**kw) -> Card:
+    return Card(
+        name="tiny-labels", arch="ResnetGenerator", arch_kwargs=G_KW, task="synthesize", value_range=(-1.0, 1.0),
+        size_multiple=4, inputs=SPEC.to_dict(), **kw,
+    )  # fmt: skip
+
+
+def save_labels_model(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
+    torch.manual_seed(0)
+    g = build_arch("ResnetGenerator", **G_KW).eval()
+    return save_weights(tmp_path / "tiny-labels.safetensors", g, labels_card()), g
+
+
+@pytest.fixture
+def tiny_labels() -> types.SimpleNamespace:
+    """The tiny labels model's spec, generator kwargs and card maker."""
+    return types.SimpleNamespace(spec=SPEC, g_kw=G_KW, card=labels_card)
+
+
+@pytest.fixture
+def tiny_labels_model(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
+    """A 3-class (+ don't care 255) labels -> image model: a ResNet generator on one-hot labels."""
+    return save_labels_model(tmp_path)
+
+
+@pytest.fixture
+def tiny_text_model(tmp_path: Path) -> Path:
+    """A tiny two-stage text -> image bundle: tokenizer in the card, sentence encoder T, Stage-II G
+    holding its Stage I (16 px -> 32 px)."""
+    from img2img.text import Tokenizer
+
+    tok = Tokenizer.build(["a red circle on a blue background", "a green square on a black background"])
+    t_kw = {"vocab_size": len(tok), "embed_dim": 8, "hidden": 8, "out_dim": 16}
+    s1 = {"t_dim": 16, "c_dim": 4, "z_dim": 6, "gf": 4, "image_size": 16}
+    g_kw = {"stage1": s1, "gf": 4, "r_num": 1, "up_factor": 2}
+    torch.manual_seed(2)
+    t, g = build_arch("SentenceEncoder", **t_kw), build_arch("StageIIGenerator", **g_kw)
+    stages = [{"stage": 1, "module": "STAGE1_G", "output": 0, "size": 16}, {"stage": 2, "module": "", "output": 1}]
+    card = Card(
+        name="tiny-text", arch="StageIIGenerator", arch_kwargs=g_kw, task="generate", value_range=(-1.0, 1.0),
+        inputs={"kind": "text", "tokenizer": tok.to_dict(), "embedding_dim": 16, "noise_dim": 6, "stages": stages},
+        output={"size": "fixed", "height": 32, "width": 32},
+        networks={"T": {"arch": "SentenceEncoder", "arch_kwargs": t_kw}},
+    )  # fmt: skip
+    return save_weights(tmp_path / "tiny-text.safetensors", bundle_state_dict(g, T=t), card)

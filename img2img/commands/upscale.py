@@ -64,5 +64,3 @@ def run(args: argparse.Namespace) -> int:
         return model(x, alpha_mode=args.alpha, outscale=args.outscale, progress=tiles)
 
     return run_files(args, "upscale", load, apply, scale=lambda m: args.outscale or m.scale)
-
-
