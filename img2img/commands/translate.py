@@ -5,12 +5,12 @@ size come back the same size (reflect-padded to the generator's multiple, then c
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 from typing import Any
 
 from img2img.commands.common import add_engine_arguments, add_file_arguments, run_files
 from img2img.errors import ConfigError, WeightsError
+from img2img.weights.catalog import cyclegan_partner, maps_direction
 
 HELP = "Translate images or folders with a pix2pix / CycleGAN generator (labels -> photo, horse <-> zebra, ...)."
 
@@ -25,14 +25,6 @@ the partner file is found beside the given one (..._G_AB/_G_BA, or released ..._
 --train-mode runs dropout and batch norm as in training, the way the released pix2pix results were made
 (eval mode is the default); it processes whole images, never tiles.
 exit status: 0 all done, 1 some files failed (listed on stderr), 2 usage or model error, 130 Ctrl-C"""
-
-# A generator's file stem -> (its partner's stem, the direction it maps).
-_PAIRS = (
-    (re.compile(r"(.*)_G_AB$"), "{}_G_BA", "AtoB"),
-    (re.compile(r"(.*)_G_BA$"), "{}_G_AB", "BtoA"),
-    (re.compile(r"(.*)_G_A$"), "{}_G_B", "AtoB"),  # junyanz CycleGAN: netG_A maps A -> B
-    (re.compile(r"(.*)_G_B$"), "{}_G_A", "BtoA"),
-)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,25 +41,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="carry an alpha channel over resized, or drop it",
     )
     add_engine_arguments(p)
-
-
-def _maps(stem: str, card: Any) -> str | None:
-    """The direction a generator maps, from its card or its file name; None when unknown."""
-    maps = card.extra.get("maps") if card is not None else None
-    if maps in ("AtoB", "BtoA"):
-        return maps
-    for pattern, _, direction in _PAIRS:
-        if pattern.match(stem):
-            return direction
-    return None
-
-
-def _partner(path: Path) -> Path | None:
-    for pattern, partner, _ in _PAIRS:
-        m = pattern.match(path.stem)
-        if m:
-            return path.with_name(partner.format(m.group(1)) + path.suffix)
-    return None
 
 
 def resolve(name: str, direction: str | None) -> str:
@@ -87,10 +60,10 @@ def resolve(name: str, direction: str | None) -> str:
             except WeightsError:
                 raise WeightsError(f"no translation weights named {name!r} or {pair!r}; see `img2img models`") from None
     card = read_card(path) if path.suffix == ".safetensors" else None
-    maps = _maps(path.stem, card)
+    maps = maps_direction(path.stem, card)
     if direction is None or maps is None or maps == direction:
         return str(path)
-    partner = _partner(path)
+    partner = cyclegan_partner(path)
     if partner is not None and partner.is_file():
         return str(partner)
     what = f"{card.extra.get('direction')}, " if card is not None and card.extra.get("direction") else ""

@@ -115,6 +115,17 @@ class Recipe:
         """What the run trained on, recorded in exported cards."""
         return {}
 
+    # ---- fine-tuning (img2img finetune)
+    finetune_config: ClassVar[str] = ""  # shipped config to start from when the card holds no training config
+
+    @classmethod
+    def finetune(cls, raw: dict[str, Any], card: Any, weights: str, data: Any, options: dict[str, Any]) -> None:
+        """Adapt the run config `raw` (in place) to fine-tune `weights` (with `card`) on the folder `data`:
+        the generator from the card, the data layout checked against the task, `train.init_from`."""
+        from img2img.errors import ConfigError
+
+        raise ConfigError(f"fine-tuning {cls.name} models is not supported yet")
+
 
 def batch_size_of(batch: Batch) -> int:
     """Number of samples in a collated batch (first tensor's leading dimension)."""

@@ -116,6 +116,28 @@ class ImagePool:
 class CycleGANRecipe(Recipe):
     name = "cyclegan"
     Config = CycleGANConfig
+    finetune_config = "cyclegan/horse2zebra"
+
+    @classmethod
+    def finetune(cls, raw: dict[str, Any], card: Any, weights: str, data: Any, options: dict[str, Any]) -> None:
+        from pathlib import Path
+
+        from img2img.recipes.finetune import generator_spec, unpaired_data
+        from img2img.weights.catalog import cyclegan_partner, maps_direction
+
+        path = Path(options.get("path") or weights)  # a catalog name resolved to its file
+        partner = cyclegan_partner(path)
+        if partner is None or not partner.is_file():
+            raise ConfigError(
+                f"{path.name}: fine-tuning a CycleGAN needs both generators; its partner "
+                f"({partner.name if partner else 'NAME_G_BA for NAME_G_AB'}) is not beside it"
+            )
+        forward = maps_direction(path.stem, card) != "BtoA"
+        g_ab, g_ba = (path, partner) if forward else (partner, path)
+        raw.setdefault("model", {})["G"] = generator_spec(card)
+        raw.setdefault("data", {}).update(unpaired_data(data))
+        raw.setdefault("train", {})["init_from"] = {"G_AB": str(g_ab), "G_BA": str(g_ba)}
+        raw.pop("val", None)
 
     def __init__(self, cfg: CycleGANConfig, *, seed: int = 0) -> None:
         super().__init__(cfg, seed=seed)

@@ -76,6 +76,20 @@ class ESRGANConfig:
 class ESRGANRecipe(Recipe):
     name = "esrgan"
     Config = ESRGANConfig
+    finetune_config = "esrgan/finetune_x4"
+
+    @classmethod
+    def finetune(cls, raw: dict[str, Any], card: Any, weights: str, data: Any, options: dict[str, Any]) -> None:
+        from img2img.recipes.finetune import generator_spec, sr_data
+
+        hr, lr = sr_data(data, options.get("lr"))
+        raw["model"] = {**raw.get("model", {}), "G": generator_spec(card)}
+        section = raw.setdefault("data", {})
+        section.update({"hr_dirs": [str(hr)], "lr_dirs": [str(lr)] if lr else None, "scale": int(card.scale)})
+        if lr:
+            section["degradation"] = "bicubic"  # unused with paired files, but must be the default
+        raw.setdefault("train", {})["init_from"] = {"G": weights}
+        raw.pop("val", None)  # the original run's held-out data is not the user's
 
     def __init__(self, cfg: ESRGANConfig, *, seed: int = 0) -> None:
         super().__init__(cfg, seed=seed)

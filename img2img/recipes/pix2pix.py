@@ -78,6 +78,20 @@ class Pix2PixConfig:
 class Pix2PixRecipe(Recipe):
     name = "pix2pix"
     Config = Pix2PixConfig
+    finetune_config = "pix2pix/facades"
+
+    @classmethod
+    def finetune(cls, raw: dict[str, Any], card: Any, weights: str, data: Any, options: dict[str, Any]) -> None:
+        from img2img.recipes.finetune import generator_spec, paired_data
+
+        raw.setdefault("model", {})["G"] = generator_spec(card)
+        section = raw.setdefault("data", {})
+        section.update(paired_data(data))
+        maps = card.extra.get("maps")
+        if maps in ("AtoB", "BtoA"):  # the way the weights were trained (facades: labels B -> photo A)
+            section["direction"] = maps
+        raw.setdefault("train", {})["init_from"] = {"G": weights}
+        raw.pop("val", None)
 
     def __init__(self, cfg: Pix2PixConfig, *, seed: int = 0) -> None:
         super().__init__(cfg, seed=seed)

@@ -8,6 +8,7 @@ import difflib
 import hashlib
 import importlib.util
 import os
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -310,3 +311,32 @@ def load_any(source: str | os.PathLike) -> tuple[dict[str, torch.Tensor], Card, 
         path = Path(resolve_weights(str(source)))
     sd, card = convert_file(path)
     return sd, card, str(path)
+
+
+# A generator's file stem -> (its partner's stem, the direction it maps).
+_PAIRS = (
+    (re.compile(r"(.*)_G_AB$"), "{}_G_BA", "AtoB"),
+    (re.compile(r"(.*)_G_BA$"), "{}_G_AB", "BtoA"),
+    (re.compile(r"(.*)_G_A$"), "{}_G_B", "AtoB"),  # junyanz CycleGAN: netG_A maps A -> B
+    (re.compile(r"(.*)_G_B$"), "{}_G_A", "BtoA"),
+)
+
+
+def maps_direction(stem: str, card: Card | None) -> str | None:
+    """The direction a generator maps, from its card or its file name; None when unknown."""
+    maps = card.extra.get("maps") if card is not None else None
+    if maps in ("AtoB", "BtoA"):
+        return maps
+    for pattern, _, direction in _PAIRS:
+        if pattern.match(stem):
+            return direction
+    return None
+
+
+def cyclegan_partner(path: Path) -> Path | None:
+    """The other generator of a CycleGAN pair beside `path` (NAME_G_AB <-> NAME_G_BA, released _G_A <-> _G_B)."""
+    for pattern, partner, _ in _PAIRS:
+        m = pattern.match(path.stem)
+        if m:
+            return path.with_name(partner.format(m.group(1)) + path.suffix)
+    return None
