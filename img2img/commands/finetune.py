@@ -55,7 +55,7 @@ def build_config(args: argparse.Namespace) -> Any:
     from img2img.recipes import RECIPES
     from img2img.resources import config_path
     from img2img.train.config import from_dict
-    from img2img.weights.catalog import load_any
+    from img2img.weights.catalog import cyclegan_partner, load_any, maps_direction
 
     _, card, path = load_any(args.weights)
     name = recipe_for(card)
@@ -70,7 +70,9 @@ def build_config(args: argparse.Namespace) -> Any:
         raise ConfigError(f"{card.name}: no training config in its card; give --config")
     if raw.get("recipe") != name:
         raise ConfigError(f"the config trains {raw.get('recipe')!r}, but {card.name} is a {name} model")
-    recipe.finetune(raw, card, str(args.weights), args.data, {"lr": args.lr, "path": path})
+    options = {"lr": args.lr, "path": path, "partner": cyclegan_partner(Path(path)),
+               "maps": maps_direction(Path(path).stem, card)}  # fmt: skip
+    recipe.finetune(raw, card, str(args.weights), args.data, options)
     train = raw.setdefault("train", {})
     train["out_dir"] = args.out_dir or f"runs/finetune_{Path(str(args.weights)).stem}"
     return from_dict(apply_overrides(raw, args.overrides))

@@ -123,16 +123,15 @@ class CycleGANRecipe(Recipe):
         from pathlib import Path
 
         from img2img.recipes.finetune import generator_spec, unpaired_data
-        from img2img.weights.catalog import cyclegan_partner, maps_direction
 
         path = Path(options.get("path") or weights)  # a catalog name resolved to its file
-        partner = cyclegan_partner(path)
-        if partner is None or not partner.is_file():
+        partner = options.get("partner")  # the other generator of the pair, found beside it
+        if partner is None or not Path(partner).is_file():
             raise ConfigError(
                 f"{path.name}: fine-tuning a CycleGAN needs both generators; its partner "
-                f"({partner.name if partner else 'NAME_G_BA for NAME_G_AB'}) is not beside it"
+                f"({Path(partner).name if partner else 'NAME_G_BA for NAME_G_AB'}) is not beside it"
             )
-        forward = maps_direction(path.stem, card) != "BtoA"
+        forward = options.get("maps") != "BtoA"
         g_ab, g_ba = (path, partner) if forward else (partner, path)
         raw.setdefault("model", {})["G"] = generator_spec(card)
         raw.setdefault("data", {}).update(unpaired_data(data))
