@@ -81,6 +81,17 @@ def test_imports_follow_the_layers(path: Path) -> None:
             assert not eager, f"{module_name(path)} imports training code {target} at module level"
 
 
+@pytest.mark.parametrize("path", sorted((PKG / "commands").glob("*.py")) + [PKG / "cli.py"], ids=lambda p: p.name)
+def test_the_command_line_builds_without_heavy_imports(path: Path) -> None:
+    """`img2img --help` imports every command module: at module level they use only errors and each other
+    (torch, Gradio and the model code load inside `run`)."""
+    for target, eager in imports(path):
+        if eager:
+            assert target.startswith(("img2img.errors", "img2img.commands", "img2img.__version__")), (
+                f"{module_name(path)} imports {target} at module level; import it inside run()"
+            )
+
+
 def test_module_level_imports_have_no_cycles() -> None:
     graph: dict[str, set[str]] = defaultdict(set)
     known = {module_name(f) for f in FILES}

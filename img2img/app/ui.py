@@ -1,10 +1,13 @@
-"""Layout of the web app: one tab per task that has weights in the catalog. Each tab is one small function
-listed in `TABS`, so Paint->photo (`synthesize`) and Text->image (`generate`) are one function each."""
+"""Layout of the web app: one tab per task that has weights in the catalog. Each tab is a `TabSpec` in
+`TABS` (its controls and its Runner handler); `task_tab` builds the shared page around it, so a new task
+is a declaration, its handler, and (for a new kind of input or result) one entry in INPUTS / RESULTS."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
@@ -77,77 +80,94 @@ def _result_panel(
     return slider, download, status, card
 
 
-def upscale_tab(runner: Runner, infos: list[WeightsInfo]) -> None:
-    """Super-resolution: upload, pick a model and options, compare before/after, download the PNG."""
-    choices = _model_choices(infos, runner, first=DEFAULT_UPSCALE)
-    first = choices[0][1]
+@dataclass(frozen=True)
+class TabSpec:
+    """A task's tab, declared: its controls and handler; the page around them (input, model picker with
+    info panel, settings, run button, examples, result, download, status, queue slot) is shared."""
+
+    task: str  # task word; the tab shows when the catalog has weights for it
+    title: str
+    run_label: str
+    handler: str  # Runner method called as (input, model, *controls, progress)
+    controls: Callable[[Runner, str], list[gr.components.Component]]  # settings, given the first model
+    api_name: str = ""  # default: the task word
+    first: str | None = None  # model picked first
+    model_label: str = "Model"
+    input_kind: str = "image"  # key of INPUTS
+    result_kind: str = "slider"  # key of RESULTS
+    result_label: str = "Before / after"
+    on_model: Callable[[Runner, str], list[Any]] | None = None  # updates of the controls for a new model
+
+
+def upscale_controls(runner: Runner, first: str) -> list[gr.components.Component]:
     scale = runner.infos[first].scale
-    with gr.Tab("Upscale", id="upscale"):
-        with gr.Row():
-            with gr.Column(scale=2):
-                image = _input_image("upscale")
-                model = gr.Dropdown(choices=choices, value=first, label="Model", elem_id="upscale-model")
-                with gr.Accordion("Settings", open=False):
-                    tile = gr.Dropdown(list(TILES), value="auto", label="Tile size", info=_TILE_INFO)
-                    precision = gr.Radio(precisions(), value="auto", label="Precision", info=_PRECISION_INFO)
-                    alpha = gr.Radio(list(ALPHA_MODES), value="model", label="Alpha channel", info=_ALPHA_INFO)
-                    outscale = gr.Slider(1, scale, value=scale, step=0.5, label="Output scale")
-                run = gr.Button("Upscale", variant="primary", elem_id="upscale-run")
-                _examples(image, "upscale")
-            with gr.Column(scale=3):
-                slider, download, status, card = _result_panel(
-                    "upscale", runner.describe(first), "Before (bicubic) / after"
-                )
-
-        def on_model(name: str) -> tuple[gr.Slider, str]:
-            s = runner.infos[name].scale if name in runner.infos else scale
-            return gr.Slider(minimum=1, maximum=s, value=s), runner.describe(name)
-
-        model.change(on_model, model, [outscale, card], queue=False, api_visibility="private")
-        run.click(
-            runner.upscale,
-            [image, model, tile, precision, alpha, outscale],
-            [slider, download, status, card],
-            api_name="upscale",
-            preprocess=False,
-            concurrency_limit=1,
-            concurrency_id=MODEL_SLOT,
-        )
+    return [
+        gr.Dropdown(list(TILES), value="auto", label="Tile size", info=_TILE_INFO),
+        gr.Radio(precisions(), value="auto", label="Precision", info=_PRECISION_INFO),
+        gr.Radio(list(ALPHA_MODES), value="model", label="Alpha channel", info=_ALPHA_INFO),
+        gr.Slider(1, scale, value=scale, step=0.5, label="Output scale"),
+    ]
 
 
-def translate_tab(runner: Runner, infos: list[WeightsInfo]) -> None:
-    """pix2pix / CycleGAN: each model maps one domain to another (its direction is in the label)."""
-    choices = _model_choices(infos, runner)
+def upscale_on_model(runner: Runner, name: str) -> list[Any]:
+    """A new model's scale bounds the output-scale slider; the other controls stay."""
+    s = runner.infos[name].scale if name in runner.infos else 4
+    return [gr.skip(), gr.skip(), gr.skip(), gr.Slider(minimum=1, maximum=s, value=s)]
+
+
+def translate_controls(runner: Runner, first: str) -> list[gr.components.Component]:
+    return [
+        gr.Dropdown(list(TILES), value="auto", label="Tile size", info=_TILE_INFO),
+        gr.Radio(precisions(), value="auto", label="Precision", info=_PRECISION_INFO),
+    ]
+
+
+INPUTS: dict[str, Callable[[str], gr.components.Component]] = {"image": _input_image}
+RESULTS: dict[str, Callable[[str, str, str], tuple]] = {"slider": _result_panel}
+
+# Upscale: super-resolution with a before/after slider. Translate: pix2pix / CycleGAN, each model maps
+# one domain to another (its direction is in the label).
+TABS: list[TabSpec] = [
+    TabSpec("upscale", "Upscale", "Upscale", "upscale", upscale_controls, first=DEFAULT_UPSCALE,
+            result_label="Before (bicubic) / after", on_model=upscale_on_model),
+    TabSpec("translate", "Translate", "Translate", "translate", translate_controls, model_label="Model (direction)"),
+]  # fmt: skip
+
+
+def task_tab(spec: TabSpec, runner: Runner, infos: list[WeightsInfo]) -> None:
+    """One tab from its declaration."""
+    task = spec.task
+    choices = _model_choices(infos, runner, first=spec.first)
     first = choices[0][1]
-    with gr.Tab("Translate", id="translate"):
+    with gr.Tab(spec.title, id=task):
         with gr.Row():
             with gr.Column(scale=2):
-                image = _input_image("translate")
-                model = gr.Dropdown(choices=choices, value=first, label="Model (direction)", elem_id="translate-model")
+                source = INPUTS[spec.input_kind](task)
+                model = gr.Dropdown(choices=choices, value=first, label=spec.model_label, elem_id=f"{task}-model")
                 with gr.Accordion("Settings", open=False):
-                    tile = gr.Dropdown(list(TILES), value="auto", label="Tile size", info=_TILE_INFO)
-                    precision = gr.Radio(precisions(), value="auto", label="Precision", info=_PRECISION_INFO)
-                run = gr.Button("Translate", variant="primary", elem_id="translate-run")
-                _examples(image, "translate")
+                    controls = spec.controls(runner, first)
+                run = gr.Button(spec.run_label, variant="primary", elem_id=f"{task}-run")
+                _examples(source, task)
             with gr.Column(scale=3):
-                slider, download, status, card = _result_panel("translate", runner.describe(first))
-        model.change(runner.describe, model, card, queue=False, api_visibility="private")
+                outputs = list(RESULTS[spec.result_kind](task, runner.describe(first), spec.result_label))
+        card = outputs[-1]
+        if spec.on_model is not None:
+
+            def on_model(name: str) -> list[Any]:
+                return [*spec.on_model(runner, name), runner.describe(name)]
+
+            model.change(on_model, model, [*controls, card], queue=False, api_visibility="private")
+        else:
+            model.change(runner.describe, model, card, queue=False, api_visibility="private")
         run.click(
-            runner.translate,
-            [image, model, tile, precision],
-            [slider, download, status, card],
-            api_name="translate",
+            getattr(runner, spec.handler),
+            [source, model, *controls],
+            outputs,
+            api_name=spec.api_name or task,
             preprocess=False,
             concurrency_limit=1,
             concurrency_id=MODEL_SLOT,
         )
-
-
-# task word -> tab builder; a tab is shown only when the catalog has weights for its task
-TABS: dict[str, Callable[[Runner, list[WeightsInfo]], None]] = {
-    "upscale": upscale_tab,
-    "translate": translate_tab,
-}
 
 
 def _header(settings: AppSettings) -> str:
@@ -173,10 +193,10 @@ def build_app(settings: AppSettings | None = None) -> gr.Blocks:
         gr.Markdown(_header(settings))
         shown = 0
         with gr.Tabs():
-            for task, tab in TABS.items():
-                infos = runner.models_for(task)
+            for spec in TABS:
+                infos = runner.models_for(spec.task)
                 if infos:
-                    tab(runner, infos)
+                    task_tab(spec, runner, infos)
                     shown += 1
         if not shown:
             gr.Markdown(

@@ -10,7 +10,6 @@ from typing import Any
 
 from img2img.commands.common import add_engine_arguments, add_file_arguments, run_files
 from img2img.errors import ConfigError, WeightsError
-from img2img.weights.catalog import cyclegan_partner, maps_direction
 
 HELP = "Translate images or folders with a pix2pix / CycleGAN generator (labels -> photo, horse <-> zebra, ...)."
 
@@ -46,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def resolve(name: str, direction: str | None) -> str:
     """The catalog name or file that maps `direction`: the name itself, its CycleGAN partner, or for a
     pair's base name `NAME_G_AB` / `NAME_G_BA`."""
-    from img2img.weights.catalog import resolve_weights
+    from img2img.weights.catalog import cyclegan_partner, maps_direction, resolve_weights
     from img2img.weights.format import read_card
 
     path = Path(name).expanduser()
