@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
+from img2img.devices import launcher_env as dist_env
 from img2img.errors import ConfigError
-from img2img.infer.batch import BatchOptions, collect_jobs, dist_env, report_lines, run_batch
+from img2img.infer.batch import BatchOptions, collect_jobs, report_lines, run_batch
 
 
 def _double(img) -> tuple[np.ndarray, dict]:

@@ -63,14 +63,12 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def rank_device(requested: str, world: int, local_rank: int) -> str:
-    """Under torchrun each rank takes its own GPU (cuda:LOCAL_RANK)."""
+    """Under torchrun each rank takes its own GPU (cuda:LOCAL_RANK): the device spec for this rank."""
     if world == 1 or requested not in ("auto", "cuda"):
         return requested
-    import torch
+    from img2img.devices import resolve_device
 
-    if requested == "cuda" or torch.cuda.is_available():
-        return f"cuda:{local_rank}"
-    return requested
+    return str(resolve_device(requested, local_rank=local_rank))
 
 
 class TileBar:
@@ -137,11 +135,12 @@ def run_files(
     device, run `apply(model, image, tile_progress)` on every file, report, and return the exit code."""
     import numpy as np
 
+    from img2img.devices import launcher_env
     from img2img.infer import batch
 
     if len(args.paths) < 2:
         raise ConfigError(f"give at least one input and then the output folder: img2img {verb} INPUT... OUTPUT")
-    rank, world, local_rank = batch.dist_env()
+    rank, world, local_rank = launcher_env()
     opts = batch_options(args, [Path(p) for p in args.paths[:-1]], Path(args.paths[-1]))
     batch.validate_inputs(opts)  # usage errors before the (slower) model load
     model = load(rank_device(args.device, world, local_rank))

@@ -54,6 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from img2img.devices import launcher_env
     from img2img.infer import batch, jobs
     from img2img.infer.model import load
 
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         prompts = [f"embedding {i}" for i in range(len(embeddings))]
     else:
         prompts = list(args.text) if args.text else jobs.read_prompts(args.prompts)
-    rank, world, local_rank = batch.dist_env()
+    rank, world, local_rank = launcher_env()
     opts = batch_options(args, [], args.output)
     opts.job_fields = {"index": 0, "prompt": "x", "sample": 0, "seed": 0}
     todo = jobs.prompt_jobs(opts, prompts, samples=args.samples, seed=args.seed)

@@ -45,6 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from img2img.devices import launcher_env
     from img2img.infer import batch, jobs
     from img2img.infer.model import load
     from img2img.io.images import read_image
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
         names = sorted(i.name for i in list_weights() if i.task == "synthesize")
         raise ConfigError("give --model NAME or --weights FILE; synthesis models here: " + (", ".join(names) or "none"))
-    rank, world, local_rank = batch.dist_env()
+    rank, world, local_rank = launcher_env()
     opts = batch_options(args, [Path(p) for p in args.paths[:-1]], Path(args.paths[-1]))
     if args.samples > 1 and "{seed}" not in opts.name_template and "{sample}" not in opts.name_template:
         opts.name_template += "_s{seed}"  # several outputs per label map need names of their own

@@ -60,20 +60,6 @@ class BatchReport:
         return 130 if self.interrupted else (1 if self.failed else 0)
 
 
-def dist_env() -> tuple[int, int, int]:
-    """(rank, world_size, local_rank) from the `torchrun` environment; (0, 1, 0) when not launched."""
-    env = os.environ
-    try:
-        rank = int(env.get("RANK", env.get("LOCAL_RANK", "0")))
-        world = int(env.get("WORLD_SIZE", env.get("LOCAL_WORLD_SIZE", "1")))
-        local = int(env.get("LOCAL_RANK", str(rank)))
-    except ValueError as e:
-        raise ConfigError(f"bad RANK/WORLD_SIZE/LOCAL_RANK in the environment: {e}") from e
-    if world < 1 or not 0 <= rank < world:
-        raise ConfigError(f"inconsistent launcher environment: RANK={rank}, WORLD_SIZE={world}")
-    return rank, world, local
-
-
 def progress_enabled(progress: bool | str) -> bool:
     """True = on when stderr is a terminal, "always" = forced on, False = off."""
     if progress == "always":

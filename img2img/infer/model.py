@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from img2img.devices import resolve_device
 from img2img.errors import ImageError, ImageTooLargeError, Img2ImgError, WeightsError
 from img2img.infer import tiling
 from img2img.weights.format import Card, load_bundle
@@ -26,31 +27,6 @@ PRECISIONS = {"auto": "auto", "fp32": "fp32", "float32": "fp32", "bf16": "bf16",
               "fp16": "fp16", "float16": "fp16", "half": "fp16"}  # fmt: skip
 ALPHA_MODES = ("model", "bicubic", "none")
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # BT.601
-
-
-def resolve_device(spec: str | torch.device = "auto") -> torch.device:
-    """`auto` (cuda, then mps, then cpu), `cpu`, `cuda`, `cuda:N` or `mps`; unavailable -> error."""
-    s = str(spec).strip().lower()
-    mps_ok = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
-    if s == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps_ok else "cpu")
-    if s == "cpu":
-        return torch.device("cpu")
-    if s == "mps":
-        if not mps_ok:
-            raise Img2ImgError("device 'mps' requested but Apple MPS is not available here; use device='cpu'")
-        return torch.device("mps")
-    if s == "cuda" or s.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise Img2ImgError(
-                f"device {spec!r} requested but CUDA is not available (no GPU, or torch "
-                f"{torch.__version__} was built without CUDA support); use device='cpu'"
-            )
-        index = s.partition(":")[2]
-        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
-            raise Img2ImgError(f"no CUDA device {spec!r}: {torch.cuda.device_count()} visible (cuda:0 ...)")
-        return torch.device(s)
-    raise Img2ImgError(f"unknown device {spec!r}: use auto, cpu, cuda, cuda:N or mps")
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

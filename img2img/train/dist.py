@@ -8,7 +8,6 @@ one-forward-one-backward reducer does not model."""
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,8 +16,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DistributedSampler
-
-from img2img.errors import ConfigError
 
 
 @dataclass
@@ -37,26 +34,13 @@ class DistInfo:
         return self.world_size > 1
 
 
-def pick_device(pref: str, local_rank: int = 0) -> torch.device:
-    """`auto` -> this process's GPU when CUDA is present, else CPU; `cuda` -> the local GPU."""
-    if pref == "auto":
-        pref = "cuda" if torch.cuda.is_available() else "cpu"
-    if pref.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"train.device: {pref!r} requested but CUDA is not available; use cpu or auto")
-        return torch.device(pref if ":" in pref else f"cuda:{local_rank}")
-    if pref != "cpu":
-        raise ConfigError(f"train.device: {pref!r} is not auto, cpu, cuda or cuda:N")
-    return torch.device("cpu")
-
-
 def init_distributed(device_pref: str) -> DistInfo:
     """Join the process group described by torchrun's env vars (RANK, WORLD_SIZE, LOCAL_RANK,
     MASTER_ADDR/PORT); a plain single process when they are absent."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(device_pref, local)
+    from img2img.devices import launcher_env, resolve_device
+
+    rank, world, local = launcher_env()
+    device = resolve_device(device_pref, local_rank=local, allow_mps=False, key="train.device")
     if world > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
