@@ -38,12 +38,12 @@ def skip_collate(batch: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
 
 def list_images(folder: str | Path, *, role: str = "image") -> list[Path]:
     """All image files under `folder` (recursive, sorted); ConfigError when missing or empty."""
-    from img2img.io.images import is_image_path
+    from img2img.io.files import image_files
 
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise ConfigError(f"{role} folder not found: {root}")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and is_image_path(p) and not p.name.startswith("."))
+    files = image_files(root, recursive=True)
     if not files:
         raise ConfigError(f"no {role} images (png/jpg/webp/bmp/tiff) found under {root}")
     return files

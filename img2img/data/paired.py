@@ -193,24 +193,14 @@ def _aligned_items(cfg: PairedDataConfig) -> list[PairItem]:
 
 
 def _folder_items(cfg: PairedDataConfig) -> list[PairItem]:
+    from img2img.io.files import match_files
+
     dir_a, dir_b = cfg.folders()
-    by_key = []
-    for folder, role in ((dir_a, "A"), (dir_b, "B")):
-        found: dict[str, Path] = {}
-        for p in list_images(folder, role=role):
-            key = relative_key(p, folder)
-            if key in found:
-                raise ConfigError(f"{role} folder {folder}: {found[key].name} and {p.name} have the same name")
-            found[key] = p
-        by_key.append(found)
-    a, b = by_key
-    only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
-    if only_a or only_b:
-        raise ConfigError(
-            f"paired data: {len(only_a)} file(s) in {dir_a} have no partner in {dir_b} (e.g. {only_a[:5]}) and "
-            f"{len(only_b)} in {dir_b} have none in {dir_a} (e.g. {only_b[:5]}); A and B files are matched by "
-            "name without the extension"
-        )
+    pairs = match_files(
+        {"A": list_images(dir_a, role="A"), "B": list_images(dir_b, role="B")}, relative_key, what="paired data",
+        rule="A and B files are matched by name without the extension",
+    )  # fmt: skip
+    a, b = {k: v["A"] for k, v in pairs.items()}, {k: v["B"] for k, v in pairs.items()}
     keys = sorted(a)[: cfg.max_dataset_size]
     mismatched, small = [], []
     for k in keys:

@@ -85,20 +85,14 @@ def _hr_items(root: Path, scale: int) -> list[SRItem]:
 def _paired_items(hr_root: Path, lr_root: Path, scale: int) -> list[SRItem]:
     hr_files = [p for p in list_images(hr_root, role="HR") if not _tagged(p, "_LR")]
     lr_files = [p for p in list_images(lr_root, role="LR") if not _tagged(p, "_HR")]
-    lr_by_key: dict[str, Path] = {}
-    for p in lr_files:
-        lr_by_key.setdefault(pair_key(p.relative_to(lr_root), scale), p)
-    hr_by_key = {pair_key(p.relative_to(hr_root), scale): p for p in hr_files}
-    no_lr = sorted(set(hr_by_key) - set(lr_by_key))
-    no_hr = sorted(set(lr_by_key) - set(hr_by_key))
-    if no_lr or no_hr:
-        raise ConfigError(
-            f"paired SR data: HR files in {hr_root} without an LR partner in {lr_root}: {no_lr[:5]}; "
-            f"LR files without an HR partner: {no_hr[:5]} (names must match after dropping _HR/_LR/x{scale})"
-        )
+    from img2img.io.files import match_files
+
+    pairs = match_files(
+        {"HR": hr_files, "LR": lr_files}, lambda p, root: pair_key(p.relative_to(root), scale),
+        what=f"paired SR data ({hr_root}, {lr_root})", rule=f"names must match after dropping _HR/_LR/x{scale}",
+    )  # fmt: skip
     items = [
-        SRItem(f"{hr_root.name}/{hr_by_key[k].relative_to(hr_root).as_posix()}", hr_by_key[k], lr_by_key[k])
-        for k in sorted(hr_by_key)
+        SRItem(f"{hr_root.name}/{v['HR'].relative_to(hr_root).as_posix()}", v["HR"], v["LR"]) for v in pairs.values()
     ]
     bad = []
     for it in items:

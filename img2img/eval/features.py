@@ -110,7 +110,9 @@ def list_images(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise Img2ImgError(f"{folder} is not a folder of images")
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS and p.is_file())
+    from img2img.io.files import image_files
+
+    return [p for p in image_files(folder) if p.suffix.lower() in EXTENSIONS]
 
 
 @dataclass

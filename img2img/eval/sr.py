@@ -43,11 +43,15 @@ class SRDataset:
 
 
 def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _EXTS)
+    from img2img.io.files import image_files
+
+    return [p for p in image_files(folder) if p.suffix.lower() in _EXTS]
 
 
 def _subdir(folder: Path, name: str) -> Path | None:
-    return next((p for p in sorted(folder.iterdir()) if p.is_dir() and p.name.lower() == name), None)
+    from img2img.io.files import subfolder
+
+    return subfolder(folder, name)
 
 
 def _match_lr_hr(lr_dir: Path, hr_dir: Path, scale: int) -> list[SRPair]:

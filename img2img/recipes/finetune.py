@@ -8,20 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from img2img.errors import ConfigError
-
-
-def subfolder(root: Path, name: str) -> Path | None:
-    """`root/name`, matched case-insensitively (HR/hr, trainA/traina)."""
-    for child in sorted(root.iterdir()) if root.is_dir() else []:
-        if child.is_dir() and child.name.lower() == name.lower():
-            return child
-    return None
+from img2img.io.files import image_files, subfolder
 
 
 def has_images(folder: Path) -> bool:
-    from img2img.io.images import is_image_path
-
-    return folder.is_dir() and any(is_image_path(p) and not p.name.startswith(".") for p in folder.iterdir())
+    return folder.is_dir() and bool(image_files(folder))
 
 
 def generator_spec(card: Any) -> dict[str, Any]:
