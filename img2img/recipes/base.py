@@ -53,6 +53,7 @@ class Recipe:
         self.cfg = cfg
         self.seed = seed
         self.diffaug: Any = None  # a DiffAugment for D's inputs (recipes build it from loss.diffaugment)
+        self.notes: list[str] = []  # warnings for the user; the engine prints them with its banner
 
     def d_input(self, x: torch.Tensor) -> torch.Tensor:
         """What a discriminator is shown: `x` through the run's differentiable augmentation, if any."""

@@ -4,7 +4,6 @@ it and adds VGG19 conv5_4 features before activation (weight 1) and the relativi
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -18,8 +17,6 @@ from img2img.data.sr import SRDataConfig
 from img2img.errors import ConfigError
 from img2img.recipes.base import Batch, ImageRow, Nets, Phase, Recipe
 from img2img.recipes.diffaug import Policy
-
-log = logging.getLogger(__name__)
 
 # Below this L1 weight, with untrained VGG features, nothing ties the output to the target's content:
 # under Adam the adversarial term then steers G on its own and PSNR falls apart within a few hundred steps.
@@ -152,11 +149,11 @@ class ESRGANRecipe(Recipe):
                 raise ConfigError(f"loss.vgg_weights / loss.allow_random_vgg: {e}") from e
             self.vgg_pretrained = bool(self.vgg.pretrained)
             if not self.vgg_pretrained and self.gan_stage and loss.pixel < MIN_PIXEL_WITH_RANDOM_VGG:
-                log.warning(
-                    "loss.perceptual uses untrained VGG19 features, which do not measure content, and loss.pixel "
-                    "is only %g: the GAN term will dominate and the outputs drift from the targets. Without "
-                    "ImageNet weights use loss.pixel=1 and loss.perceptual=0 (configs/esrgan/small_gan_x4_novgg.yaml)",
-                    loss.pixel,
+                self.notes.append(
+                    f"warning: loss.perceptual uses untrained VGG19 features, which do not measure content, and "
+                    f"loss.pixel is only {loss.pixel:g}: the GAN term will dominate and the outputs drift from the "
+                    "targets. Without ImageNet weights use loss.pixel=1 and loss.perceptual=0 "
+                    "(configs/esrgan/small_gan_x4_novgg.yaml)"
                 )
         if self.gan_stage:
             self.gan_loss = GANLoss(loss.gan_kind)

@@ -128,7 +128,7 @@ class Trainer:
         t, main = self.cfg.train, self.info.is_main
         self._start()
         self.log = RunLogger(self.out_dir, t.steps, self.step, enabled=main, progress=t.progress)
-        for line in [self._banner(), *self.notes]:
+        for line in [self._banner(), *self.recipe.notes, *self.notes]:
             self.log.write(line)
         data = self._batches()
         last: dict[str, float] = {}
