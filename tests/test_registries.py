@@ -18,6 +18,18 @@ def img(c: int, s: int) -> Callable[[], tuple]:
     return lambda: (torch.rand(1, c, s, s) * 2 - 1,)
 
 
+def TEXT_IN() -> tuple:  # noqa: N802 - an input maker like img()'s
+    return torch.randn(2, 8), torch.randn(2, 4)
+
+
+def TOKENS_IN() -> tuple:  # noqa: N802
+    return (torch.tensor([[2, 3, 4, 0]]),)
+
+
+def ONE_HOT_IN() -> tuple:  # noqa: N802
+    return (torch.eye(3)[torch.randint(0, 3, (1, 32, 32))].permute(0, 3, 1, 2),)
+
+
 STAGE1 = {"t_dim": 8, "c_dim": 4, "z_dim": 4, "gf": 16, "image_size": 16}
 # arch -> (tiny kwargs, inputs of one forward pass)
 TINY: dict[str, tuple[dict, Callable[[], tuple]]] = {
@@ -29,13 +41,13 @@ TINY: dict[str, tuple[dict, Callable[[], tuple]]] = {
     "ResnetGenerator": ({"ngf": 4, "n_blocks": 1}, img(3, 16)),
     "PatchDiscriminator": ({"ndf": 4, "n_layers": 1}, img(6, 32)),
     "PixelDiscriminator": ({"ndf": 4}, img(6, 16)),
-    "StageIGenerator": (STAGE1, lambda: (torch.randn(2, 8), torch.randn(2, 4))),
+    "StageIGenerator": (STAGE1, TEXT_IN),
     "StageIDiscriminator": ({"df": 4, "c_dim": 4, "image_size": 16}, img(3, 16)),
-    "StageIIGenerator": ({"stage1": STAGE1, "gf": 16, "r_num": 1, "up_factor": 2}, lambda: (torch.randn(2, 8), torch.randn(2, 4))),
+    "StageIIGenerator": ({"stage1": STAGE1, "gf": 16, "r_num": 1, "up_factor": 2}, TEXT_IN),
     "StageIIDiscriminator": ({"df": 4, "c_dim": 4, "image_size": 32}, img(3, 32)),
-    "SentenceEncoder": ({"vocab_size": 10, "embed_dim": 4, "hidden": 4, "out_dim": 8}, lambda: (torch.tensor([[2, 3, 4, 0]]),)),
+    "SentenceEncoder": ({"vocab_size": 10, "embed_dim": 4, "hidden": 4, "out_dim": 8}, TOKENS_IN),
     "ImageEncoder": ({"width": 4, "n_layers": 2, "out_dim": 8}, img(3, 32)),
-    "SPADEGenerator": ({"label_nc": 3, "ngf": 4, "hidden": 8}, lambda: (torch.eye(3)[torch.randint(0, 3, (1, 32, 32))].permute(0, 3, 1, 2),)),
+    "SPADEGenerator": ({"label_nc": 3, "ngf": 4, "hidden": 8}, ONE_HOT_IN),
     "ConvEncoder": ({"ndf": 4, "z_dim": 8, "crop_size": 64}, img(3, 64)),
     "MultiscaleDiscriminator": ({"input_nc": 6, "ndf": 4, "n_layers": 2}, img(6, 32)),
 }  # fmt: skip
