@@ -84,7 +84,7 @@ def test_arch_builds_runs_and_round_trips_through_our_format(name: str, tmp_path
 
 
 def test_every_task_kind_has_a_model_class() -> None:
-    from img2img.infer.model import ImageModel
+    from img2img.infer.image import ImageModel
     from img2img.infer.tasks import MODELS
 
     kinds = {"image": ImageModel, **MODELS}

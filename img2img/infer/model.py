@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from img2img.devices import resolve_device
-from img2img.errors import ImageError, ImageTooLargeError, Img2ImgError, WeightsError
-from img2img.infer import tiling
+from img2img.errors import ImageTooLargeError, Img2ImgError, WeightsError
 from img2img.weights.format import Card, load_bundle
 
 log = logging.getLogger(__name__)
@@ -25,8 +22,6 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_OUTPUT_PIXELS = 512_000_000
 PRECISIONS = {"auto": "auto", "fp32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16",
               "fp16": "fp16", "float16": "fp16", "half": "fp16"}  # fmt: skip
-ALPHA_MODES = ("model", "bicubic", "none")
-LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # BT.601
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -149,19 +144,6 @@ class TileForward:
             self.notes[self._note_index] = note
 
 
-def whole_image_reason(net: nn.Module, card: Card, train_mode: bool) -> str | None:
-    """Why `net` cannot be tiled without changing its output, or None when it can."""
-    from img2img.layers import uses_image_statistics
-
-    if train_mode:
-        return "train_mode normalises with each image's own statistics"
-    if uses_image_statistics(net.eval()):
-        return f"{card.name} ({card.arch}) normalises with each image's own statistics"
-    if getattr(net, "whole_image", False):
-        return f"{card.name} ({card.arch}) has a receptive field as large as the image"
-    return None
-
-
 class Model:
     """What `load` returns: a network (or a bundle of them) ready for inference, run the way its card's
     task kind says. `ImageModel` (upscale, translate), `LabelsModel` (synthesize) and `TextModel`
@@ -211,223 +193,6 @@ class Model:
         return f"{type(self).__name__}({d['name']!r}, {d['task']}, {d['device']}, {d['precision']})"
 
 
-class ImageModel(Model):
-    """Image -> image (upscale, translate): tiled where the network allows. Images are float32 in [0, 1]."""
-
-    kind = "image"
-
-    def __init__(
-        self,
-        card: Card,
-        net: nn.Module,
-        *,
-        device: str | torch.device = "auto",
-        precision: str = "auto",
-        tile: int | None = None,
-        tile_overlap: int | None = None,
-        max_output_pixels: int | None = None,
-        train_mode: bool = False,
-        ensemble: bool = False,
-    ) -> None:
-        for label, value in (("tile", tile), ("tile_overlap", tile_overlap)):
-            if value is not None and (not isinstance(value, int) or value < 0):
-                raise Img2ImgError(f"{label} must be a whole number >= 0 (0 for tile = whole image), not {value!r}")
-        super().__init__(card, device=device, precision=precision, max_output_pixels=max_output_pixels)
-        self.scale = int(card.scale)
-        self.in_channels, self.out_channels = int(card.in_channels), int(card.out_channels)
-        self.size_multiple = math.lcm(int(card.size_multiple), int(getattr(net, "size_multiple", 1)))
-        self.train_mode = bool(train_mode)
-        from img2img.layers import train_mode_inference
-
-        # Per-image statistics (instance norm, batch statistics) differ per tile, and a receptive field
-        # as large as the image needs all of it: such nets run whole images.
-        why = whole_image_reason(net, card, self.train_mode)
-        self.whole_images = why is not None
-        if why and tile not in (None, 0):
-            raise Img2ImgError(f"{why}, so it runs whole images: leave tile unset (or 0), not {tile}")
-        self.tile = 0 if self.whole_images else tile
-        self.tile_overlap = card.receptive_radius if tile_overlap is None else tile_overlap
-        self.ensemble = bool(ensemble)
-        self._forward = TileForward(net, self.device, self.precision, card.value_range, self.ensemble)
-        self.net = self._forward.net
-        if train_mode:  # dropout on, batch statistics: how the released pix2pix results were made
-            train_mode_inference(self.net)
-        self.notes = self._forward.notes  # fp16 reruns and out-of-memory retries, for logs
-        self._oom_tile: int | None = None  # after an out-of-memory, later runs stay at or below this
-        self._bytes_per_px: float | None = None
-
-    # Tensor API ------------------------------------------------------------------------------
-
-    def run_tensor(
-        self, x: torch.Tensor, *, tile: int | None = None, progress: tiling.Progress | None = None
-    ) -> torch.Tensor:
-        """NCHW float in [0, 1] with the model's input channels -> NCHW float32 in [0, 1] on the
-        CPU, exactly `scale` times larger. Tiled; halves the tile and retries on out-of-memory."""
-        if x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[2] < 1 or x.shape[3] < 1:
-            raise ImageError(f"expected an N x {self.in_channels} x H x W tensor, got shape {tuple(x.shape)}")
-        self._check_size(x.shape[2], x.shape[3], (x.shape[2] * self.scale, x.shape[3] * self.scale))
-        x = x.detach().to("cpu", torch.float32)  # tiles go to the device one at a time
-        if not bool(torch.isfinite(x).all()):
-            raise ImageError("input tensor contains NaN or Inf values")
-        t = self._pick_tile(x.shape[0], x.shape[2], x.shape[3], self.tile if tile is None else tile)
-        while True:
-            try:
-                with torch.no_grad():
-                    return tiling.run_tiled(
-                        self._forward,
-                        x,
-                        scale=self.scale,
-                        tile=t,
-                        overlap=self.tile_overlap,
-                        multiple=self.size_multiple,
-                        progress=progress,
-                    )
-            except RuntimeError as e:  # torch.OutOfMemoryError is a RuntimeError
-                if not tiling.is_out_of_memory(e):
-                    raise
-            # Outside the except block, so the failed attempt's tensors are already released.
-            t = self._shrink_after_oom(t, x.shape[2], x.shape[3])
-
-    def _shrink_after_oom(self, tile: int, h: int, w: int) -> int:
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-        if self.whole_images:
-            raise Img2ImgError(
-                f"out of memory on {self.device} for a {w}x{h} image, and {self.card.name} runs whole images "
-                "only (it normalises with per-image statistics); use a smaller image or device='cpu'"
-            )
-        current = tile if tile > 0 else max(h, w)
-        if current <= tiling.MIN_TILE:
-            raise Img2ImgError(
-                f"out of memory on {self.device} even with {current}px tiles; "
-                "free memory (close other programs), use device='cpu', or a smaller model"
-            )
-        smaller = max(tiling.MIN_TILE, current // 2)
-        self._oom_tile = smaller
-        note = f"out of memory with tile {tile or 'whole image'}; retried with tile {smaller}"
-        log.warning(note)
-        self.notes.append(note)
-        return smaller
-
-    def _pick_tile(self, n: int, h: int, w: int, tile: int | None) -> int:
-        if self.whole_images:
-            return 0
-        if tile is None:
-            tile = self._auto_tile(n, h, w)
-        if self._oom_tile is not None:
-            tile = self._oom_tile if tile == 0 else min(tile, self._oom_tile)
-        return tile
-
-    def _auto_tile(self, n: int, h: int, w: int) -> int:
-        """Whole image when it fits, else the largest tile the device's memory allows (see
-        `tiling.memory_budget` and `tiling.activation_bytes_per_pixel`)."""
-        if self._bytes_per_px is None:
-            elem = 2 if self.precision == "fp16" else 4  # autocast keeps some fp32 tensors: count bf16 as 4
-            self._bytes_per_px = tiling.activation_bytes_per_pixel(self.net, self.in_channels, self.size_multiple, elem)
-        budget, cap = tiling.memory_budget(self.device)
-        return tiling.auto_tile_size(
-            h,
-            w,
-            bytes_per_pixel=self._bytes_per_px * n,
-            budget=budget,
-            cap=cap,
-            overlap=self.tile_overlap,
-            multiple=self.size_multiple,
-        )
-
-    # Image API -------------------------------------------------------------------------------
-
-    def __call__(
-        self,
-        image: np.ndarray,
-        *,
-        alpha_mode: str = "model",
-        outscale: float | None = None,
-        progress: tiling.Progress | None = None,
-    ) -> np.ndarray:
-        """float32 HxW or HxWxC (C = 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA; straight alpha) in
-        [0, 1] -> float32 in [0, 1] with the same layout, round(H*outscale) x round(W*outscale).
-
-        alpha_mode: `model` runs alpha through the network, `bicubic` resizes it, `none` drops it.
-        Colour is premultiplied by alpha around the network, so hidden colour cannot leak.
-        """
-        img, squeeze = _as_hwc(image)
-        if alpha_mode not in ALPHA_MODES:
-            raise Img2ImgError(f"alpha_mode must be one of {ALPHA_MODES}, not {alpha_mode!r}")
-        h, w = img.shape[:2]
-        final = _final_size(h, w, self.scale if outscale is None else outscale)
-        self._check_size(h, w, (h * self.scale, w * self.scale), final)
-        out = self._process(img, alpha_mode, final, progress)
-        return out[..., 0] if squeeze else out
-
-    def _process(
-        self, img: np.ndarray, alpha_mode: str, final: tuple[int, int], progress: tiling.Progress | None
-    ) -> np.ndarray:
-        import cv2
-
-        c = img.shape[2]
-        has_alpha = c in (2, 4)
-        colour, alpha = img[..., : c - has_alpha], img[..., c - 1] if has_alpha else None
-        keep_alpha = alpha is not None and alpha_mode != "none"
-        if keep_alpha:
-            colour = colour * alpha[..., None]  # premultiply: colour hidden under alpha=0 becomes black
-        # Do run colour (and alpha as a grey image) through the network in one batch.
-        batch, per_channel = self._colour_batch(colour)
-        if keep_alpha and alpha_mode == "model":
-            batch.append(np.repeat(alpha[..., None], self.in_channels, axis=2))
-        x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2)
-        y = self.run_tensor(x, progress=progress).permute(0, 2, 3, 1).numpy()
-        if per_channel:
-            out = np.concatenate([y[i] for i in range(colour.shape[2])], axis=2)
-        else:
-            out = _convert_channels(y[0], colour.shape[2])
-        if keep_alpha:
-            if alpha_mode == "model":
-                a = y[-1].mean(axis=2)
-            else:
-                size = (out.shape[1], out.shape[0])
-                a = cv2.resize(np.ascontiguousarray(alpha), size, interpolation=cv2.INTER_CUBIC)
-            out = np.concatenate([out, a[..., None]], axis=2)
-        if out.shape[:2] != final:  # resize premultiplied colour: correct at alpha edges
-            shrink = final[0] * final[1] < out.shape[0] * out.shape[1]
-            flag = cv2.INTER_AREA if shrink else cv2.INTER_LANCZOS4
-            out = cv2.resize(np.ascontiguousarray(out), (final[1], final[0]), interpolation=flag)
-            out = out.reshape(final[0], final[1], -1)  # cv2 drops a single channel axis
-        # In place when `out` is already our own contiguous buffer; else this is the one copy made.
-        out = np.clip(out, 0, 1, out=out if out.flags.c_contiguous and out.flags.writeable else None)
-        if keep_alpha:  # un-premultiply; near alpha=0 the colour is invisible, so only avoid blow-ups
-            out[..., :-1] = np.clip(out[..., :-1] / np.maximum(out[..., -1:], 1 / 512), 0, 1)
-        return out
-
-    def _colour_batch(self, colour: np.ndarray) -> tuple[list[np.ndarray], bool]:
-        """Network inputs for grey or RGB `colour`, and whether they are per-channel grey images."""
-        cc, mi, mo = colour.shape[2], self.in_channels, self.out_channels
-        if mi not in (1, 3) or mo not in (1, 3):
-            raise Img2ImgError(
-                f"{self.card.name} maps {mi} to {mo} channels, not grey/RGB images; use Model.run_tensor"
-            )
-        if cc == mi:
-            return [colour], False
-        if mi == 3:  # grey into an RGB model: replicate, and convert the output back to luma
-            return [np.repeat(colour, 3, axis=2)], False
-        if mo == 1:  # RGB into a grey -> grey model: each channel as its own grey image
-            return [colour[..., i : i + 1] for i in range(3)], True
-        return [colour @ LUMA[:, None]], False  # RGB into a grey -> RGB model: its input is luma
-
-    def describe(self) -> dict:
-        """Name, task, scale, device, precision, tiling and size, for logs and info panels."""
-        return {
-            **super().describe(), "scale": self.scale, "in_channels": self.in_channels,
-            "out_channels": self.out_channels, "tile": "auto" if self.tile is None else self.tile,
-            "tile_overlap": self.tile_overlap, "train_mode": self.train_mode, "ensemble": self.ensemble,
-            "params": sum(p.numel() for p in self.net.parameters()), "notes": list(self.notes),
-        }  # fmt: skip
-
-    def __repr__(self) -> str:
-        d = self.describe()
-        return f"Model({d['name']!r}, {d['task']} x{d['scale']}, {d['device']}, {d['precision']})"
-
-
 def load(
     name_or_path: str | Path,
     *,
@@ -456,6 +221,8 @@ def load(
     common = dict(device=device, precision=precision, max_output_pixels=max_output_pixels)
     image_options = dict(tile=tile, tile_overlap=tile_overlap, train_mode=train_mode, ensemble=ensemble)
     if card.kind == "image":
+        from img2img.infer.image import ImageModel
+
         return ImageModel(card, nets[""], **common, **image_options)
     Model.refuse_image_options(card, image_options)
     from img2img.infer import tasks
@@ -478,37 +245,3 @@ def _resolve_path(name_or_path: str | Path) -> Path:
             f"{name_or_path}: not an existing .safetensors file, and the weights catalog is unavailable"
         ) from e
     return Path(resolve_weights(str(name_or_path)))
-
-
-def _as_hwc(image: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Validate a public-API image; returns float32 HxWxC and whether it was HxW."""
-    if not isinstance(image, np.ndarray):
-        raise ImageError(f"expected a numpy array, got {type(image).__name__}")
-    if not np.issubdtype(image.dtype, np.floating):
-        raise ImageError(f"expected float32 pixels in [0, 1], got {image.dtype}; divide 8-bit data by 255")
-    squeeze = image.ndim == 2
-    img = image[..., None] if squeeze else image
-    if img.ndim != 3 or img.shape[2] not in (1, 2, 3, 4) or min(img.shape[:2]) < 1:
-        raise ImageError(f"expected HxW or HxWxC with C in 1-4 (grey, grey+alpha, RGB, RGBA), got {image.shape}")
-    img = img.astype(np.float32, copy=False)
-    lo, hi = float(img.min()), float(img.max())
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ImageError("image contains NaN or Inf values")
-    if lo < -0.01 or hi > 1.01:
-        raise ImageError(f"pixel values span [{lo:g}, {hi:g}], expected [0, 1]; divide 8-bit data by 255")
-    return (np.clip(img, 0, 1) if lo < 0 or hi > 1 else img), squeeze
-
-
-def _final_size(h: int, w: int, outscale: float) -> tuple[int, int]:
-    if not (isinstance(outscale, int | float) and math.isfinite(outscale) and outscale > 0):
-        raise Img2ImgError(f"outscale must be a positive number, not {outscale!r}")
-    return max(1, round(h * outscale)), max(1, round(w * outscale))
-
-
-def _convert_channels(img: np.ndarray, channels: int) -> np.ndarray:
-    """HxWx{1,3} -> HxWx`channels`: grey is replicated, RGB becomes BT.601 luma."""
-    if img.shape[2] == channels:
-        return img
-    if channels == 1:
-        return img @ LUMA[:, None]
-    return np.repeat(img, channels, axis=2)
