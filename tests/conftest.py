@@ -128,10 +128,13 @@ def save_labels_model(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
     return save_weights(tmp_path / "tiny-labels.safetensors", g, labels_card()), g
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_labels() -> types.SimpleNamespace:
-    """The tiny labels model's spec, generator kwargs and card maker."""
-    return types.SimpleNamespace(spec=SPEC, g_kw=G_KW, card=labels_card)
+    """The tiny labels model's spec, generator kwargs and card maker, and savers of both tiny models
+    (`save_labels(folder)`, `save_text(folder)`) for fixtures of any scope."""
+    return types.SimpleNamespace(
+        spec=SPEC, g_kw=G_KW, card=labels_card, save_labels=save_labels_model, save_text=save_text_model
+    )
 
 
 @pytest.fixture
@@ -140,8 +143,7 @@ def tiny_labels_model(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
     return save_labels_model(tmp_path)
 
 
-@pytest.fixture
-def tiny_text_model(tmp_path: Path) -> Path:
+def save_text_model(tmp_path: Path) -> Path:
     """A tiny two-stage text -> image bundle: tokenizer in the card, sentence encoder T, Stage-II G
     holding its Stage I (16 px -> 32 px)."""
     from img2img.text import Tokenizer
@@ -160,3 +162,9 @@ def tiny_text_model(tmp_path: Path) -> Path:
         networks={"T": {"arch": "SentenceEncoder", "arch_kwargs": t_kw}},
     )  # fmt: skip
     return save_weights(tmp_path / "tiny-text.safetensors", bundle_state_dict(g, T=t), card)
+
+
+@pytest.fixture
+def tiny_text_model(tmp_path: Path) -> Path:
+    """A tiny two-stage text -> image bundle (see `save_text_model`)."""
+    return save_text_model(tmp_path)

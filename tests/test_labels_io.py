@@ -102,3 +102,20 @@ def test_spec_round_trips_and_checks_itself() -> None:
         LabelSpec(label_nc=3, palette=PALETTE)
     with pytest.raises(LabelError):
         LabelSpec(label_nc=0)
+
+
+def test_painted_strokes_snap_to_the_painted_classes_only() -> None:
+    from img2img.io.labels import snap_painting, starting_canvas
+
+    palette = [(0, 0, 0), (255, 0, 0), (0, 0, 255), (127, 0, 127)]  # class 3 is the red/blue blend
+    ids = np.zeros((20, 20), np.int64)
+    ids[:, 10:] = 2
+    ids[5:15, 2:8] = 1
+    rgb = colourise(ids, palette)
+    rgb[:, 9] = (128, 0, 128)  # anti-aliased edge between red-ish and blue: nearest colour is class 3
+    got = snap_painting(rgb, palette)
+    assert set(np.unique(got)) == {0, 1, 2}  # no phantom class 3
+    assert (got[ids != 0] == ids[ids != 0])[(np.arange(400).reshape(20, 20) % 20 != 9)[ids != 0]].all()
+    canvas = starting_canvas(LabelSpec(label_nc=3), 10, 4)
+    assert (canvas[:6] == 0).all() and (canvas[6:] == 1).all()
+    assert (starting_canvas(LabelSpec(label_nc=3, canvas=[[2, 0.5], [0, 0.5]]), 4, 2)[:2] == 2).all()

@@ -87,6 +87,8 @@ def test_text_model_generates_per_stage_reproducibly_and_names_unknown_words(tin
     assert [im.shape for im in r.images] == [(32, 32, 3), (32, 32, 3)] and not np.allclose(r.images[0], r.images[1])
     again = model(["a green square", "a red circle on a purple background"], n=2, seed=5)
     np.testing.assert_allclose(again[1].images[1], r.images[1], atol=1e-6)  # sample k of seed S: the same
+    (one,) = model("a red circle on a purple background", n=1, seed=6)  # sample 1 of seed 5 is sample 0 of seed 6
+    np.testing.assert_array_equal(one.images[0], r.images[1])
     assert not np.allclose(model("a red circle on a purple background", seed=9)[0].images[0], r.images[0])
     (s1,) = model("a red circle", stage=1)
     assert s1.images[0].shape == (16, 16, 3)

@@ -235,6 +235,24 @@ class Runner:
         model, out = self.run(work, progress, desc=f"Translating with {name}")
         return self._respond(img, out, f"{stem}_{name}", name, model, time.monotonic() - start)
 
+    def synthesize(
+        self, editor: Any, model_name: str, style: Any = None, seed: Any = 0,
+        progress: Any = gr.Progress(),  # noqa: B008 - Gradio reads the default to inject a tracker
+    ) -> tuple[tuple[str, str], str, str, str]:  # fmt: skip
+        """Paint tab: a painted (or uploaded) colour label map -> photo; see `img2img.app.generative`."""
+        from img2img.app import generative
+
+        return generative.synthesize(self, editor, model_name, style, seed, progress)
+
+    def generate(
+        self, prompt: Any, model_name: str, n: Any = 4, seed: Any = 0, stage: Any = "last",
+        progress: Any = gr.Progress(),  # noqa: B008 - Gradio reads the default to inject a tracker
+    ) -> tuple[list, str, str]:  # fmt: skip
+        """Text tab: a prompt -> a gallery of images; see `img2img.app.generative`."""
+        from img2img.app import generative
+
+        return generative.generate(self, prompt, model_name, n, seed, stage, progress)
+
     def _respond(
         self, img: LoadedImage, out: np.ndarray, out_stem: str, name: str, model: infer.Model, seconds: float
     ) -> tuple[tuple[str, str], str, str, str]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import gradio as gr
 
-from img2img.app import AppSettings
+from img2img.app import AppSettings, generative
 from img2img.app.handlers import ALPHA_MODES, TILES, Runner, precisions
 from img2img.weights.catalog import WeightsInfo
 
@@ -37,7 +37,13 @@ def _model_choices(infos: list[WeightsInfo], runner: Runner, first: str | None =
     return choices
 
 
-def _input_image(task: str) -> gr.Image:
+def _input_image(task: str, runner: Runner | None = None, first: str | None = None) -> list[Any]:
+    image = _upload(task)
+    _examples(image, task)
+    return [image]
+
+
+def _upload(task: str) -> gr.Image:
     # Handlers get the raw upload (preprocess=False), so 16-bit and alpha reach our own decoder intact.
     return gr.Image(
         label="Input image",
@@ -96,7 +102,7 @@ class TabSpec:
     input_kind: str = "image"  # key of INPUTS
     result_kind: str = "slider"  # key of RESULTS
     result_label: str = "Before / after"
-    on_model: Callable[[Runner, str], list[Any]] | None = None  # updates of the controls for a new model
+    on_model: Callable[[Runner, str], list[Any]] | None = None  # updates of inputs + controls for a new model
 
 
 def upscale_controls(runner: Runner, first: str) -> list[gr.components.Component]:
@@ -110,9 +116,9 @@ def upscale_controls(runner: Runner, first: str) -> list[gr.components.Component
 
 
 def upscale_on_model(runner: Runner, name: str) -> list[Any]:
-    """A new model's scale bounds the output-scale slider; the other controls stay."""
+    """A new model's scale bounds the output-scale slider; the input and the other controls stay."""
     s = runner.infos[name].scale if name in runner.infos else 4
-    return [gr.skip(), gr.skip(), gr.skip(), gr.Slider(minimum=1, maximum=s, value=s)]
+    return [gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.Slider(minimum=1, maximum=s, value=s)]
 
 
 def translate_controls(runner: Runner, first: str) -> list[gr.components.Component]:
@@ -122,8 +128,72 @@ def translate_controls(runner: Runner, first: str) -> list[gr.components.Compone
     ]
 
 
-INPUTS: dict[str, Callable[[str], gr.components.Component]] = {"image": _input_image}
-RESULTS: dict[str, Callable[[str, str, str], tuple]] = {"slider": _result_panel}
+def _input_paint(task: str, runner: Runner, first: str) -> list[Any]:
+    """A canvas in the model's palette (a first scene already painted) and the legend of its classes."""
+    spec = generative.label_spec(runner, first)
+    colours = generative.palette_hex(spec)
+    editor = gr.ImageEditor(
+        value=generative.canvas_file(runner, first), type="filepath", image_mode="RGB", format="png",
+        sources=["upload"], brush=gr.Brush(colors=colours, default_color=colours[1 % len(colours)] if colours else None,
+                                           color_mode="fixed", default_size=16),
+        eraser=False, layers=False, canvas_size=(generative.CANVAS, generative.CANVAS), fixed_canvas=True,
+        transforms=(), label="Paint the scene (brush colours are the model's classes)", elem_id=f"{task}-canvas",
+        height=generative.CANVAS + 120,
+    )  # fmt: skip
+    legend = gr.HTML(generative.legend_html(spec), elem_id=f"{task}-legend-box")
+    return [editor, legend]
+
+
+def paint_on_model(runner: Runner, name: str) -> list[Any]:
+    spec = generative.label_spec(runner, name)
+    colours = generative.palette_hex(spec)
+    first_colour = colours[1 % len(colours)] if colours else None
+    editor = gr.ImageEditor(
+        value=generative.canvas_file(runner, name),
+        brush=gr.Brush(colors=colours, default_color=first_colour, color_mode="fixed", default_size=16),
+    )
+    return [editor, generative.legend_html(spec), gr.skip(), gr.skip()]
+
+
+def paint_controls(runner: Runner, first: str) -> list[gr.components.Component]:
+    return [
+        gr.Image(
+            label="Style image (optional; models with a style encoder)", type="filepath", format="png",
+            sources=["upload"], height=160, elem_id="synthesize-style",
+        ),
+        gr.Number(value=0, precision=0, label="Seed", info="Another seed, another style (without a style image)"),
+    ]  # fmt: skip
+
+
+def _input_text(task: str, runner: Runner, first: str) -> list[Any]:
+    box = gr.Textbox(label="Prompt", lines=2, max_length=generative.MAX_PROMPT, elem_id=f"{task}-prompt",
+                     placeholder=(generative.example_prompts(runner, first) or ["a prompt"])[0])  # fmt: skip
+    examples = generative.example_prompts(runner, first)
+    if examples:
+        gr.Examples(examples=[[e] for e in examples], inputs=[box], label="Example prompts", cache_examples=False)
+    return [box]
+
+
+def text_controls(runner: Runner, first: str) -> list[gr.components.Component]:
+    return [
+        gr.Slider(1, generative.MAX_IMAGES, value=4, step=1, label="Number of images"),
+        gr.Number(value=0, precision=0, label="Seed", info="Image k uses seed + k"),
+        gr.Radio(["last", "1", "2"], value="last", label="Stage", info="Stage I (small) or Stage II (large)"),
+    ]
+
+
+def _result_gallery(task: str, card_text: str, label: str = "Images") -> tuple[gr.Gallery, gr.Markdown, gr.Markdown]:
+    gallery = gr.Gallery(label=label, columns=4, height=420, elem_id=f"{task}-gallery", format="png")
+    status = gr.Markdown(elem_id=f"{task}-status")
+    with gr.Accordion("Model info", open=True):
+        card = gr.Markdown(card_text)
+    return gallery, status, card
+
+
+INPUTS: dict[str, Callable[[str, Runner, str], list[Any]]] = {
+    "image": _input_image, "paint": _input_paint, "text": _input_text,
+}  # fmt: skip
+RESULTS: dict[str, Callable[[str, str, str], tuple]] = {"slider": _result_panel, "gallery": _result_gallery}
 
 # Upscale: super-resolution with a before/after slider. Translate: pix2pix / CycleGAN, each model maps
 # one domain to another (its direction is in the label).
@@ -131,6 +201,9 @@ TABS: list[TabSpec] = [
     TabSpec("upscale", "Upscale", "Upscale", "upscale", upscale_controls, first=DEFAULT_UPSCALE,
             result_label="Before (bicubic) / after", on_model=upscale_on_model),
     TabSpec("translate", "Translate", "Translate", "translate", translate_controls, model_label="Model (direction)"),
+    TabSpec("synthesize", "Paint", "Synthesize", "synthesize", paint_controls, input_kind="paint",
+            result_label="Label map / photo", on_model=paint_on_model),
+    TabSpec("generate", "Text", "Generate", "generate", text_controls, input_kind="text", result_kind="gallery"),
 ]  # fmt: skip
 
 
@@ -142,12 +215,12 @@ def task_tab(spec: TabSpec, runner: Runner, infos: list[WeightsInfo]) -> None:
     with gr.Tab(spec.title, id=task):
         with gr.Row():
             with gr.Column(scale=2):
-                source = INPUTS[spec.input_kind](task)
+                inputs = INPUTS[spec.input_kind](task, runner, first)
+                source = inputs[0]
                 model = gr.Dropdown(choices=choices, value=first, label=spec.model_label, elem_id=f"{task}-model")
                 with gr.Accordion("Settings", open=False):
                     controls = spec.controls(runner, first)
                 run = gr.Button(spec.run_label, variant="primary", elem_id=f"{task}-run")
-                _examples(source, task)
             with gr.Column(scale=3):
                 outputs = list(RESULTS[spec.result_kind](task, runner.describe(first), spec.result_label))
         card = outputs[-1]
@@ -156,7 +229,7 @@ def task_tab(spec: TabSpec, runner: Runner, infos: list[WeightsInfo]) -> None:
             def on_model(name: str) -> list[Any]:
                 return [*spec.on_model(runner, name), runner.describe(name)]
 
-            model.change(on_model, model, [*controls, card], queue=False, api_visibility="private")
+            model.change(on_model, model, [*inputs, *controls, card], queue=False, api_visibility="private")
         else:
             model.change(runner.describe, model, card, queue=False, api_visibility="private")
         run.click(

@@ -220,13 +220,13 @@ class TextModel(Model):
         results = []
         for i, text in enumerate(texts):
             seeds = [int(seed) + k for k in range(n)]
-            noise = torch.stack(
-                [torch.randn(self.spec.noise_dim, generator=torch.Generator().manual_seed(s)) for s in seeds]
-            )
-            with torch.random.fork_rng(devices=[]):  # conditioning augmentation draws from the global RNG
-                torch.manual_seed(int(seed))  # so sample k depends on (seed, k, prompt) alone
-                y = self._forwards[stage](emb[i : i + 1].expand(n, -1), noise, map_input=False)
-            results.append(Generated(text, list(_image_out(y)), unknown[i], seeds))
+            images = []
+            for s in seeds:  # one sample at a time: sample k depends on (seed + k, prompt) alone
+                noise = torch.randn(1, self.spec.noise_dim, generator=_rng(s))
+                with torch.random.fork_rng(devices=[]):  # conditioning augmentation draws from the global RNG
+                    torch.manual_seed(s)
+                    images.extend(_image_out(self._forwards[stage](emb[i : i + 1], noise, map_input=False)))
+            results.append(Generated(text, images, unknown[i], seeds))
         return results
 
     def _check_embeddings(self, e: Any) -> torch.Tensor:

@@ -31,6 +31,7 @@ class LabelSpec:
     classes: list[str] = field(default_factory=list)  # name of each class id
     z_dim: int = 0  # style latent of the generator (0 = none)
     style: bool = False  # the bundle has a style encoder `E`
+    canvas: list[list[float]] = field(default_factory=list)  # a first scene to paint on: [[id, fraction], ...]
 
     def __post_init__(self) -> None:
         if not isinstance(self.label_nc, int) or not 1 <= self.label_nc <= 65535:
@@ -54,12 +55,12 @@ class LabelSpec:
         return {
             "kind": "labels", "label_nc": self.label_nc, "dontcare": self.dontcare, "instance": self.instance,
             "palette": [list(c) for c in self.palette], "classes": list(self.classes), "z_dim": self.z_dim,
-            "style": self.style,
+            "style": self.style, "canvas": [list(r) for r in self.canvas],
         }  # fmt: skip
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LabelSpec:
-        known = {"label_nc", "dontcare", "instance", "palette", "classes", "z_dim", "style"}
+        known = {"label_nc", "dontcare", "instance", "palette", "classes", "z_dim", "style", "canvas"}
         if "label_nc" not in d:
             raise LabelError("a labels model's card must give inputs.label_nc")
         return cls(**{k: v for k, v in d.items() if k in known})
@@ -188,3 +189,33 @@ def semantic_input(ids: np.ndarray, spec: LabelSpec, instances: np.ndarray | Non
     if instances is not None:
         out[-1] = instance_edges(instances)
     return out
+
+
+def snap_painting(rgb: np.ndarray, palette: Palette, min_share: float = 0.001) -> np.ndarray:
+    """HxWx3 uint8 painting -> HxW ids. The classes painted are those whose exact colour covers at least
+    `min_share` of the pixels; every pixel snaps to the nearest of THEIR colours, so anti-aliased stroke
+    edges (blends of two colours) never become a third, phantom class."""
+    flat = rgb.reshape(-1, 3).astype(np.int32)
+    pal = np.asarray(palette, dtype=np.int32)
+    code = (flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]
+    pal_code = (pal[:, 0] << 16) | (pal[:, 1] << 8) | pal[:, 2]
+    counts = np.array([(code == c).sum() for c in pal_code])
+    present = np.flatnonzero(counts >= max(1, min_share * len(code)))
+    if present.size == 0:
+        present = np.arange(len(palette))
+    ids = map_colours(rgb, [tuple(pal[i]) for i in present])
+    return present[ids].astype(np.int32)
+
+
+def starting_canvas(spec: LabelSpec, height: int, width: int) -> np.ndarray:
+    """HxW ids of a first scene to paint on: the card's `canvas` rows ([[id, fraction], ...], top to
+    bottom) if it has them, else class 0 over class 1 (e.g. sky over ground)."""
+    rows = getattr(spec, "canvas", None) or ([[0, 0.6], [1, 0.4]] if spec.label_nc > 1 else [[0, 1.0]])
+    ids = np.zeros((height, width), np.int32)
+    top = 0
+    for class_id, share in rows:
+        bottom = min(height, top + round(share * height))
+        ids[top:bottom] = int(class_id)
+        top = bottom
+    ids[top:] = int(rows[-1][0])
+    return ids
