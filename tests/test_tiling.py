@@ -118,14 +118,32 @@ def test_out_of_memory_is_recognised_in_its_forms() -> None:
 
 
 def test_activation_estimate_ranks_the_networks() -> None:
-    with torch.device("meta"):  # full-size networks, without allocating their weights
-        rrdb, compact = RRDBNet(), SRVGGNetCompact()
+    rrdb, compact = RRDBNet(nb=2), SRVGGNetCompact()  # full width (RRDB's depth does not change the figure)
     per_px_rrdb = tiling.activation_bytes_per_pixel(rrdb, 3, 1, 4)
     per_px_compact = tiling.activation_bytes_per_pixel(compact, 3, 1, 4)
     # RRDB's widest activation is 64 channels at 4x resolution = 1024 values per input pixel.
     assert per_px_rrdb == tiling.ACTIVATION_FACTOR * 4 * 1024
     assert per_px_compact == tiling.ACTIVATION_FACTOR * 4 * 64
     assert tiling.activation_bytes_per_pixel(compact, 3, 1, 2) == per_px_compact / 2
+    with torch.device("meta"):  # a network without weights gets a shape-only pass
+        assert tiling.activation_bytes_per_pixel(RRDBNet(nb=1), 3, 1, 4) == per_px_rrdb
+    # The bound that runs nothing is never below the measured figure.
+    assert tiling.activation_bytes_bound(rrdb, 3, 4, 4) >= per_px_rrdb
+    assert tiling.activation_bytes_bound(compact, 3, 4, 4) >= per_px_compact
+
+
+def test_small_images_skip_the_measuring_pass(monkeypatch) -> None:
+    from img2img.infer.image import ImageModel
+
+    kwargs = {"nf": 8, "num_conv": 2, "scale": 4}
+    card = Card(name="c", arch="SRVGGNetCompact", arch_kwargs=kwargs, task="upscale", scale=4)
+    model = ImageModel(card, SRVGGNetCompact(**kwargs), device="cpu")
+    calls = []
+    real = tiling.activation_bytes_per_pixel
+    monkeypatch.setattr(tiling, "activation_bytes_per_pixel", lambda *a: calls.append(a) or real(*a))
+    assert model._pick_tile(1, 64, 64, None) == 0 and not calls  # fits under the bound: nothing measured
+    assert 32 <= model._pick_tile(1, 20000, 20000, None) <= 512 and len(calls) == 1  # too big: measured once
+    assert model._pick_tile(1, 20000, 20000, None) > 0 and len(calls) == 1
 
 
 def test_auto_tile_size() -> None:

@@ -146,19 +146,20 @@ class ImageModel(Model):
     def _auto_tile(self, n: int, h: int, w: int) -> int:
         """Whole image when it fits, else the largest tile the device's memory allows (see
         `tiling.memory_budget` and `tiling.activation_bytes_per_pixel`)."""
-        if self._bytes_per_px is None:
-            elem = 2 if self.precision == "fp16" else 4  # autocast keeps some fp32 tensors: count bf16 as 4
-            self._bytes_per_px = tiling.activation_bytes_per_pixel(self.net, self.in_channels, self.size_multiple, elem)
+        elem = 2 if self.precision == "fp16" else 4  # autocast keeps some fp32 tensors: count bf16 as 4
         budget, cap = tiling.memory_budget(self.device)
-        return tiling.auto_tile_size(
-            h,
-            w,
-            bytes_per_pixel=self._bytes_per_px * n,
-            budget=budget,
-            cap=cap,
-            overlap=self.tile_overlap,
-            multiple=self.size_multiple,
-        )
+
+        def size(per_px: float) -> int:
+            return tiling.auto_tile_size(
+                h, w, bytes_per_pixel=per_px * n, budget=budget, cap=cap, overlap=self.tile_overlap,
+                multiple=self.size_multiple,
+            )  # fmt: skip
+
+        if self._bytes_per_px is None:  # most images fit under the bound: no measuring pass at all
+            if size(tiling.activation_bytes_bound(self.net, self.in_channels, self.scale, elem)) == 0:
+                return 0
+            self._bytes_per_px = tiling.activation_bytes_per_pixel(self.net, self.in_channels, self.size_multiple, elem)
+        return size(self._bytes_per_px)
 
     # Image API -------------------------------------------------------------------------------
 
