@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "eval": "img2img.commands.evaluate",
     "train": "img2img.commands.train",
     "export": "img2img.commands.export",
+    "onnx": "img2img.commands.onnx",
     "interpolate": "img2img.commands.interpolate",
     "finetune": "img2img.commands.finetune",
 }
