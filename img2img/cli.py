@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "export": "img2img.commands.export",
     "interpolate": "img2img.commands.interpolate",
     "finetune": "img2img.commands.finetune",
+    "data": "img2img.commands.data",
 }
 
 
