@@ -227,4 +227,5 @@ class CaptionDataset(SeededDataset):
     def describe(self) -> dict[str, Any]:
         c = self.cfg
         return {"layout": c.layout, "root": c.root, "split": c.split, "images": len(self.records),
-                "contents": len(self.contents), "size": self.size, "load_size": self.load_size, "flip": c.flip}  # fmt: skip
+                "contents": len(self.contents), "size": self.size, "load_size": self.load_size,
+                "flip": c.flip}  # fmt: skip
