@@ -24,7 +24,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from img2img.config import num
 from img2img.data.base import SeededDataset, read_rgb
 from img2img.errors import ConfigError
 from img2img.text import Tokenizer
@@ -39,10 +38,10 @@ class CaptionDataConfig:
     split: str = "train"  # shapes: train | test_seen | test_unseen
     images: str | None = None  # coco: image folder under root (default train2017); cub: default images
     annotations: str | None = None  # coco: caption JSON under root (default annotations/captions_train2017.json)
-    size: int = num(0, ge=0)  # training side; 0 = the model's
-    load_size: int = num(0, ge=0)  # resize the shorter side to this, then random-crop `size`; 0 = size
+    size: int = 0  # training side; 0 = the model's
+    load_size: int = 0  # resize the shorter side to this, then random-crop `size`; 0 = size
     flip: bool = False  # random horizontal flips (mirror-symmetric captions only)
-    max_images: int | None = num(None, gt=0)  # first N images (by name), for quick runs
+    max_images: int | None = None  # first N images (by name), for quick runs
 
 
 @dataclass
@@ -123,6 +122,8 @@ def _plain(root: Path) -> list[Record]:
 def caption_records(cfg: CaptionDataConfig) -> list[Record]:
     """The (image, captions, content) records of a config, sorted by image path; ConfigError when none."""
     root = Path(cfg.root).expanduser()
+    if min(cfg.size, cfg.load_size) < 0 or (cfg.max_images is not None and cfg.max_images < 1):
+        raise ConfigError("data.size and data.load_size must be >= 0 and data.max_images >= 1")
     if not root.is_dir():
         hint = " (make it with `img2img data shapes DIR --n N`)" if cfg.layout == "shapes" else ""
         raise ConfigError(f"data.root: {root} is not a folder{hint}")
