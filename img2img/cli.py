@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "onnx": "img2img.commands.onnx",
     "interpolate": "img2img.commands.interpolate",
     "finetune": "img2img.commands.finetune",
+    "data": "img2img.commands.data",
 }
 
 

@@ -11,7 +11,10 @@ from pathlib import Path
 
 from img2img.errors import Img2ImgError
 
-HELP = "Evaluate a model: eval sr (PSNR/SSIM on Y), eval translate (L1/PSNR/SSIM vs targets), eval dist (FID, KID...)."
+HELP = (
+    "Evaluate a model: eval sr (PSNR/SSIM on Y), eval translate (L1/PSNR/SSIM vs targets), eval dist (FID, KID...), "
+    "eval shapes (text -> image attributes)."
+)
 
 _EPILOG = """examples:
   img2img eval sr --weights bicubic --data data/sr/Set5 --scale 4
@@ -28,7 +31,7 @@ exit status: 0 done, 2 usage, data or model error"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from img2img.commands import eval_dist
+    from img2img.commands import eval_dist, eval_shapes
 
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = _EPILOG
@@ -42,6 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     dist = tasks.add_parser("dist", help=eval_dist.HELP, description=eval_dist.HELP)
     eval_dist.add_arguments(dist)
     dist.set_defaults(_task_run=eval_dist.run)
+    shapes = tasks.add_parser("shapes", help=eval_shapes.HELP, description=eval_shapes.HELP)
+    eval_shapes.add_arguments(shapes)
+    shapes.set_defaults(_task_run=eval_shapes.run)
 
 
 def _add_paired_arguments(p: argparse.ArgumentParser) -> None:
@@ -124,7 +130,7 @@ def _fmt(v: float, digits: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if getattr(args, "_task_run", None) is not None:  # eval dist
+    if getattr(args, "_task_run", None) is not None:  # eval dist, eval shapes
         return args._task_run(args)
     if args.record and not (args.weights.endswith(".safetensors") and Path(args.weights).is_file()):
         raise Img2ImgError(f"--record needs our .safetensors file as --weights, not {args.weights!r}")

@@ -77,6 +77,11 @@ class Recipe:
     def phases(self) -> list[Phase]:
         raise NotImplementedError
 
+    def init_sources(self) -> dict[str, str]:
+        """Weights the recipe needs loaded before a fresh run, NET -> source (as in `train.init_from`,
+        which overrides them), e.g. a frozen pretrained network; not used when resuming."""
+        return {}
+
     def aux_modules(self) -> dict[str, nn.Module]:
         """Frozen helper modules used by losses (e.g. VGG features): moved to the device, never
         trained or checkpointed."""

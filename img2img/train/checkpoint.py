@@ -212,6 +212,12 @@ def network_weights(source: str, net_name: str) -> tuple[dict[str, torch.Tensor]
     from img2img.weights.convert import convert_file
 
     sd, card = convert_file(path)
+    if card.networks:  # one of our bundles: the network of that name, else the main one
+        from img2img.weights.format import split_bundle
+
+        part = net_name if net_name in card.networks else ""
+        arch = card.networks[part]["arch"] if part else card.arch
+        return split_bundle(card, sd)[part], arch, f"{path} ({part or 'main network'})"
     return sd, card.arch, str(path)
 
 

@@ -197,7 +197,7 @@ class Trainer:
         dist.barrier(self.info)
 
     def _init_from(self) -> None:
-        for name, source in self.cfg.train.init_from.items():
+        for name, source in {**self.recipe.init_sources(), **self.cfg.train.init_from}.items():
             if name not in self.nets:
                 raise ConfigError(f"train.init_from.{name}: no such network; this recipe has {sorted(self.nets)}")
             sd, arch, what = ckpt.network_weights(source, name)
