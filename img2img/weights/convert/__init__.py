@@ -1,4 +1,4 @@
-"""Released checkpoints -> our format: one module per source family (`esrgan`, `ncnn`, `junyanz`),
+"""Released checkpoints -> our format: one module per source family (`esrgan`, `ncnn`, `junyanz`, `spade`, `stackgan`),
 their shared loading and checks in `common`. `convert_file` takes any supported file; each family's
 detector returns None for keys that are not its own and raises WeightsError for broken ones."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from img2img.errors import WeightsError
-from img2img.weights.convert import esrgan, junyanz, spade
+from img2img.weights.convert import esrgan, junyanz, spade, stackgan
 from img2img.weights.convert.common import Context, Detector, count_params, load_state_dict_file, unwrap_state_dict
 from img2img.weights.format import Card
 
@@ -25,7 +25,7 @@ __all__ = [
     "unwrap_state_dict",
 ]
 
-DETECTORS: list[Detector] = [*esrgan.DETECTORS, *junyanz.DETECTORS, *spade.DETECTORS]
+DETECTORS: list[Detector] = [*esrgan.DETECTORS, *junyanz.DETECTORS, *spade.DETECTORS, *stackgan.DETECTORS]
 
 
 def convert_state_dict(
@@ -42,7 +42,8 @@ def convert_state_dict(
     raise WeightsError(
         f"{source or name}: unknown checkpoint layout. Expected RRDBNet (conv_first + body.N.rdbN / "
         "RRDB_trunk.N.RDBN / model.1.sub.N.RDBN), SRVGGNetCompact (body.N convs + PReLU), a pix2pix/CycleGAN "
-        "generator (model.N... / model.model.N...) or an NVlabs SPADE generator (fc + head_0 + conv_img); "
+        "generator (model.N... / model.model.N...), an NVlabs SPADE generator (fc + head_0 + conv_img) or a StackGAN "
+        "generator (ca_net.fc + fc.0 + upsampleN); "
         f"the file has {len(sd)} tensors starting with: {head}"
     )
 
