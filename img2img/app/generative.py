@@ -108,7 +108,8 @@ def synthesize(
     write_image(result, out)
     names = spec.classes or [str(i) for i in range(spec.label_nc)]
     used = ", ".join(names[i] for i in np.unique(ids))
-    status = f"**{ids.shape[1]}×{ids.shape[0]}** label map ({used}) → photo with {name}, seed {seed}"
+    status = f"**{ids.shape[1]}×{ids.shape[0]}** label map ({used}) → photo with {name} ({model.precision})"
+    status += f", seed {seed}"
     status += f", {'style image' if style_rgb is not None else 'random style'}, {time.monotonic() - start:.1f} s"
     return (str(label), str(result)), str(result), status, card_markdown(name, runner.infos.get(name), model.card)
 
@@ -147,7 +148,8 @@ def generate(
         path = d / f"{k:02d}_seed{s}.png"
         write_image(path, image)
         gallery.append((str(path), f"seed {s}"))
-    status = f"**{count} image(s)** {image.shape[1]}×{image.shape[0]} with {name}, seeds {seed}–{seed + count - 1}"
+    status = f"**{count} image(s)** {image.shape[1]}×{image.shape[0]} with {name} ({model.precision}), "
+    status += f"seeds {seed}–{seed + count - 1}"
     status += f", {time.monotonic() - start:.1f} s"
     if result.unknown_words:
         words = ", ".join(result.unknown_words)

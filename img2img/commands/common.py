@@ -112,6 +112,13 @@ def status_log(msg: str) -> None:
     tqdm.write(msg, file=sys.stderr)
 
 
+def announce(args: argparse.Namespace, model: Any, rank: int) -> None:
+    """One line on stderr saying which model runs where and at which precision (unless --quiet)."""
+    if not args.quiet and rank == 0:
+        why = " (auto)" if args.precision == "auto" else ""
+        print(f"{model.card.name} on {model.device}, {model.precision}{why}", file=sys.stderr)
+
+
 def finish(args: argparse.Namespace, verb: str, report: Any, output: Path, rank: int, world: int) -> int:
     """Print the notes, the failure table and the summary line; the exit code of the run."""
     from img2img.infer import batch
@@ -144,6 +151,7 @@ def run_files(
     opts = batch_options(args, [Path(p) for p in args.paths[:-1]], Path(args.paths[-1]))
     batch.validate_inputs(opts)  # usage errors before the (slower) model load
     model = load(rank_device(args.device, world, local_rank))
+    announce(args, model, rank)
     opts.template_fields = {"scale": scale(model), "model": model.card.name}
     progress = progress_mode(args)
     bars = batch.progress_enabled(progress)

@@ -37,12 +37,17 @@ def run(args: argparse.Namespace) -> int:
     existing = [p for p in (out, card_path(out)) if p.exists()]
     if existing and not args.force:
         raise WeightsError(f"{existing[0]} already exists; pass --force to overwrite it")
+    from img2img.weights.probe import record_precision
+
     sd, card = convert_file(src, name=args.name or out.stem, act=args.act)
+    card = record_precision(sd, card)
     kwargs = ", ".join(f"{k}={v}" for k, v in card.arch_kwargs.items())
     print(f"detected: {card.extra.get('converted_from') or card.arch}")
     print(f"  arch:   {card.arch}({kwargs})")
     print(f"  task:   {card.task} x{card.scale}, input multiple of {card.size_multiple}")
     print(f"  params: {count_params(sd) / 1e6:.2f} M")
+    if "precision" in card.extra:
+        print(f"  bf16:   {card.extra['precision']['bf16_psnr_db']:.1f} dB PSNR against fp32 on a probe image")
     if "outscale" in card.extra:
         print(f"  note:   the release resizes the x{card.scale} output to x{card.extra['outscale']:g} afterwards")
     save_weights(out, sd, card)

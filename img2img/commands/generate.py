@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from img2img.commands.common import batch_options, finish, progress_mode, rank_device, status_log
+from img2img.commands.common import announce, batch_options, finish, progress_mode, rank_device, status_log
 from img2img.errors import ConfigError
 
 HELP = "Generate images from text prompts (StackGAN): Stage I and Stage II."
@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     opts.job_fields = {"index": 0, "prompt": "x", "sample": 0, "seed": 0}
     todo = jobs.prompt_jobs(opts, prompts, samples=args.samples, seed=args.seed)
     model = load(name, device=rank_device(args.device, world, local_rank), precision=args.precision)
+    announce(args, model, rank)
     if model.task != "generate":
         raise ConfigError(f"{model.card.name} is a {model.task} model; run it with `img2img {model.task}`")
     opts.template_fields = {"model": model.card.name}

@@ -8,7 +8,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from img2img.commands.common import add_file_arguments, batch_options, finish, progress_mode, rank_device, status_log
+from img2img.commands.common import (
+    add_file_arguments,
+    announce,
+    batch_options,
+    finish,
+    progress_mode,
+    rank_device,
+    status_log,
+)
 from img2img.errors import ConfigError
 
 HELP = "Synthesize photos from label maps (SPADE / GauGAN): id PNGs or colour label maps."
@@ -69,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         opts, instances=args.instances, style=args.style, samples=args.samples, seed=args.seed
     )
     model = load(name, device=rank_device(args.device, world, local_rank), precision=args.precision)
+    announce(args, model, rank)
     if model.task != "synthesize":
         raise ConfigError(f"{model.card.name} is a {model.task} model; run it with `img2img {model.task}`")
 

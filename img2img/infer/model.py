@@ -24,14 +24,23 @@ PRECISIONS = {"auto": "auto", "fp32": "fp32", "float32": "fp32", "bf16": "bf16",
               "fp16": "fp16", "float16": "fp16", "half": "fp16"}  # fmt: skip
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """`auto` = fp16 on CUDA, fp32 elsewhere. fp16 on CPU is refused (slow and no faster than
-    bf16 there); bf16 works on every device through autocast."""
+def resolve_precision(precision: str, device: torch.device, card: Card | None = None) -> str:
+    """`auto` = fp16 on CUDA; on a CPU with native bf16 (AVX512-BF16, AMX) bf16 for a model whose card
+    records bf16 fidelity >= 45 dB PSNR against fp32 (`weights.probe`); fp32 otherwise (where bf16 is
+    emulated it is several times slower). fp16 on CPU is refused (slow and no faster than bf16 there);
+    bf16 works on every device through autocast."""
     p = PRECISIONS.get(str(precision).strip().lower())
     if p is None:
         raise Img2ImgError(f"unknown precision {precision!r}: use auto, fp32, bf16 or fp16")
     if p == "auto":
-        return "fp16" if device.type == "cuda" else "fp32"
+        if device.type == "cuda":
+            return "fp16"
+        if device.type == "cpu" and card is not None:
+            from img2img.devices import native_bf16
+            from img2img.weights.probe import bf16_ok
+
+            return "bf16" if native_bf16() and bf16_ok(card) else "fp32"
+        return "fp32"
     if p == "fp16" and device.type == "cpu":
         raise Img2ImgError("fp16 needs a CUDA or MPS device; on CPU use precision='bf16' or 'fp32'")
     return p
@@ -161,7 +170,7 @@ class Model:
             raise Img2ImgError(f"max_output_pixels must be positive, not {max_output_pixels}")
         self.card, self.task = card, card.task
         self.device = resolve_device(device)
-        self.precision = resolve_precision(precision, self.device)
+        self.precision = resolve_precision(precision, self.device, card if self.kind == "image" else None)
         self.max_output_pixels = max_output_pixels or DEFAULT_MAX_OUTPUT_PIXELS
         self.notes: list[str] = []
 

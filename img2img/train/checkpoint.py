@@ -318,6 +318,9 @@ def export_weights(
             metrics=metrics,
             **info,
         )
+        from img2img.weights.probe import record_precision
+
+        card = record_precision(sd, card)  # bf16 fidelity, for --precision auto
         written.append(save_weights(Path(out_dir) / f"{stem}.safetensors", sd, card))
     return written
 

@@ -142,6 +142,9 @@ def _cached(target: Path, make: Callable[[], tuple[dict[str, torch.Tensor], Card
     if _is_intact(target):
         return target
     sd, card = make()
+    from img2img.weights.probe import record_precision
+
+    card = record_precision(sd, card)  # bf16 fidelity, for --precision auto
     _conversions += 1
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.safetensors")
