@@ -6,11 +6,13 @@ from img2img.recipes.base import Phase, Recipe
 from img2img.recipes.cyclegan import CycleGANRecipe
 from img2img.recipes.esrgan import ESRGANRecipe
 from img2img.recipes.pix2pix import Pix2PixRecipe
+from img2img.recipes.spade import SPADERecipe
 
 RECIPES: dict[str, type[Recipe]] = {
     "esrgan": ESRGANRecipe,
     "pix2pix": Pix2PixRecipe,
     "cyclegan": CycleGANRecipe,
+    "spade": SPADERecipe,
 }
 
 __all__ = ["RECIPES", "Phase", "Recipe"]
