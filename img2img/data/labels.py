@@ -125,7 +125,8 @@ def label_items(cfg: LabelDataConfig) -> list[LabelItem]:
     folders = {"labels": _role_dir(cfg, "labels", cfg.label_dir), "images": _role_dir(cfg, "images", cfg.image_dir)}
     if cfg.instance:
         folders["instances"] = _role_dir(cfg, "instances", cfg.instance_dir)
-    files = {role: list_images(where, role=role[:-1]) for role, where in folders.items()}
+    what = {"labels": "label map", "images": "photo", "instances": "instance map"}
+    files = {role: list_images(where, role=what[role]) for role, where in folders.items()}
     matched = match_files(
         files,
         lambda p, root: scene_key(p.relative_to(root).with_suffix("").as_posix()),
