@@ -151,6 +151,11 @@ class SPADERecipe(Recipe):
                 f"data crop ({w}x{h}) must be a multiple of {m} for model.G "
                 f"(num_upsampling_layers {net.num_upsampling_layers})"
             )
+        if arch_kwargs(g).get("param_free") == "instance" and h * w == m * m and net.output_size is None:
+            raise ConfigError(
+                f"model.G.param_free instance norm cannot normalise the 1x1 base grid of a {w}x{h} crop; use "
+                f"a crop of at least {2 * m} px or param_free: batch"
+            )
         if net.output_size is not None and net.output_size != (h, w):
             raise ConfigError(
                 f"model.G with the VAE makes {net.output_size[1]}x{net.output_size[0]} images but the "
