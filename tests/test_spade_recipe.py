@@ -171,6 +171,13 @@ def test_style_encoder_bundle_gives_styles_and_seeds(label_data: Path, tmp_path:
     assert np.array_equal(a, model(ids, instances=inst, seed=1))
     styled = model(ids, instances=inst, style=photo)
     assert styled.shape == (32, 32, 3) and np.isfinite(styled).all()
+    # -n 2 from the CLI: one file per seed, named by the default template NAME_sSEED.
+    out = tmp_path / "many"
+    val = label_data / "val"
+    code = main(["synthesize", str(val / "labels" / "0.png"), str(out), "--weights", str(weights),
+                 "--instances", str(val / "instances"), "-n", "2", "--seed", "3", "--device", "cpu"])  # fmt: skip
+    assert code == 0 and sorted(p.name for p in out.iterdir()) == ["0_s3.png", "0_s4.png"]
+    assert not np.array_equal(np.asarray(Image.open(out / "0_s3.png")), np.asarray(Image.open(out / "0_s4.png")))
 
 
 def test_finetune_starts_from_an_exported_model(label_data: Path, tmp_path: Path, capsys) -> None:
