@@ -214,3 +214,21 @@ def test_config_errors_name_the_keys(label_data: Path, tmp_path: Path) -> None:
         load_config(CONFIG, [*base, "data.load_size=32", "data.crop_size=32"])  # a 1x1 base grid
     with pytest.raises(ConfigError, match="crop_size"):
         load_config(VAE, [*overrides(tmp_path / "y", label_data, *vae()), "model.G.crop_size=128"])
+
+
+def test_diffaugment_moves_labels_and_image_together(label_data: Path, tmp_path: Path) -> None:
+    opts = overrides(tmp_path / "r", label_data, "loss.diffaugment=[translation,cutout]")
+    recipe, nets, batch = recipe_and_nets(CONFIG, opts)
+    seen = []
+    nets["D"].register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach()))
+    torch.manual_seed(0)
+    recipe.losses("D", batch, nets, {})
+    x = seen[0]  # D's view of the real pairs (the fake ones come from an untrained G)
+    onehot, image = x[:, :4], x[:, 5:]
+    assert set(torch.unique(onehot).tolist()) <= {0.0, 1.0}  # still one-hot, or all zero where filled
+    filled = (onehot.sum(1) == 0)[:, None].expand_as(image)
+    assert bool(filled.any()) and bool((image[filled] == -1).all())  # the cutout / fill hit both alike
+    red = onehot[:, 1] == 1  # class 1 is red in the photos: translation kept labels and pixels aligned
+    assert float((image[:, 0][red] > image[:, 1][red]).float().mean()) > 0.95
+    with pytest.raises(ConfigError, match="color"):
+        load_config(CONFIG, [*opts, "loss.diffaugment=[color]"])

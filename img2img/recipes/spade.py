@@ -52,7 +52,7 @@ class SPADELoss:
     vgg_weights: str | None = None  # ImageNet VGG19 .pth/.safetensors; null = torch hub cache
     allow_random_vgg: bool = False  # accept untrained VGG features (recorded in exported cards)
     kl: float = num(0.05, ge=0.0)  # KL of E's posterior to N(0, I) (lambda_kld; needs model.E)
-    diffaugment: list[Policy] = field(default_factory=list)  # D inputs (image channels only)
+    diffaugment: list[Policy] = field(default_factory=list)  # D inputs: translation, cutout (labels move along)
 
 
 @dataclass
@@ -261,7 +261,13 @@ class SPADERecipe(Recipe):
         return x
 
     def _d(self, nets: Nets, seg: torch.Tensor, image: torch.Tensor) -> list[list[torch.Tensor]]:
-        return nets["D"](torch.cat([seg, self.d_input(image)], 1))
+        """D on labels ⊕ image; DiffAugment moves both together (labels through [-1, 1] and back, so the
+        zero fill of translation and cutout leaves all-zero label vectors)."""
+        if not self.diffaug:
+            return nets["D"](torch.cat([seg, image], 1))
+        n = seg.shape[1]
+        x = self.d_input(torch.cat([seg * 2 - 1, image], 1))
+        return nets["D"](torch.cat([(x[:, :n] + 1) / 2, x[:, n:]], 1))
 
     def losses(self, phase: str, batch: Batch, nets: Nets, scratch: dict[str, Any]) -> dict[str, torch.Tensor]:
         loss, real = self.cfg.loss, batch["image"]
