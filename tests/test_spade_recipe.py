@@ -232,3 +232,20 @@ def test_diffaugment_moves_labels_and_image_together(label_data: Path, tmp_path:
     assert float((image[:, 0][red] > image[:, 1][red]).float().mean()) > 0.95
     with pytest.raises(ConfigError, match="color"):
         load_config(CONFIG, [*opts, "loss.diffaugment=[color]"])
+
+
+def test_finetune_starts_from_a_released_generator(label_data: Path, tmp_path: Path, capsys) -> None:
+    from img2img.archs import build_arch
+
+    torch.manual_seed(0)
+    released = build_arch("SPADEGenerator", label_nc=5, ngf=2, hidden=8)  # NVlabs names: weight_orig / u / v
+    torch.save(released.state_dict(), tmp_path / "latest_net_G.pth")
+    args = ["finetune", "--weights", str(tmp_path / "latest_net_G.pth"), "--data", str(label_data / "val"),
+            "--out-dir", str(tmp_path / "ft"), "train.steps=1", "train.batch_size=1", "train.num_workers=0",
+            "train.progress=false", "train.sample_every=0", "train.device=cpu", "loss.vgg=0", "data.load_size=72",
+            "data.crop_size=64", "model.D.ndf=4", "model.D.n_layers=2"]  # fmt: skip
+    assert main([*args, "--dry-run"]) == 2  # coco_stuff's 182 classes (+ 2) do not fit 5 input channels
+    assert "model.G.label_nc (5)" in capsys.readouterr().err
+    assert main([*args, "data.label_nc=3"]) == 0  # 3 classes + don't care 255 + instance edges = 5
+    assert "init G from" in capsys.readouterr().err
+    assert load_state(list_checkpoints(tmp_path / "ft")[0])["step"] == 1
