@@ -118,6 +118,7 @@ class SPADERecipe(Recipe):
         self.check_config(cfg)
         self.label_nc: int | None = cfg.data.label_nc  # resolved by a scan when null (kept in checkpoints)
         self._items: list | None = None
+        self._spec: LabelSpec | None = None
         self.vgg: nn.Module | None = None
         self.vgg_pretrained: bool | None = None
         self.gan_loss: nn.Module | None = None
@@ -188,9 +189,11 @@ class SPADERecipe(Recipe):
             self._items = label_items(self.cfg.data)
             self.label_nc, report = scan_label_nc(self.cfg.data, self._items)
             self.notes.append(report)
-        base = self.cfg.data.spec(self.label_nc)
-        z = int(arch_kwargs(self.cfg.model.G).get("z_dim", 256)) if self.cfg.model.E is not None else 0
-        return replace(base, z_dim=z, style=self.cfg.model.E is not None)
+        if self._spec is None or self._spec.label_nc != self.label_nc:
+            base = self.cfg.data.spec(self.label_nc)
+            z = int(arch_kwargs(self.cfg.model.G).get("z_dim", 256)) if self.cfg.model.E is not None else 0
+            self._spec = replace(base, z_dim=z, style=self.cfg.model.E is not None)
+        return self._spec
 
     def arch(self, net: str) -> ArchSpec:
         spec = {"G": self.cfg.model.G, "D": self.cfg.model.D, "E": self.cfg.model.E}[net]
@@ -214,6 +217,7 @@ class SPADERecipe(Recipe):
         self.gan_loss = GANLoss(loss.gan_kind)
         self.build_diffaug(loss.diffaugment, (-1.0, 1.0))
         if loss.vgg > 0:
+            # ImageNet-normalised inputs (the release feeds its [-1, 1] images to VGG unnormalised).
             try:
                 self.vgg = PerceptualLoss(
                     loss.vgg_layers,
