@@ -147,7 +147,8 @@ def vgg19_features() -> nn.Sequential:
 
 
 def vgg19_layer_index() -> dict[str, int]:
-    """conv{block}_{n} -> index in `vgg19_features()`; blocks end at each max-pool."""
+    """conv{block}_{n} (before activation, ESRGAN) and relu{block}_{n} (after it, SPADE / pix2pixHD) ->
+    index in `vgg19_features()`; blocks end at each max-pool."""
     names, block, conv, i = {}, 1, 0, 0
     for v in _VGG19_CFG:
         if v == "M":
@@ -155,6 +156,7 @@ def vgg19_layer_index() -> dict[str, int]:
         else:
             conv += 1
             names[f"conv{block}_{conv}"] = i
+            names[f"relu{block}_{conv}"] = i + 1
             i += 2
     return names
 
@@ -194,7 +196,8 @@ def _missing_weights_message() -> str:
 
 
 class PerceptualLoss(nn.Module):
-    """Distance between frozen VGG19 features of `fake` and `real`, taken before the ReLU.
+    """Distance between frozen VGG19 features of `fake` and `real` at named layers (convX_Y: before the
+    ReLU, as ESRGAN; reluX_Y: after it, as SPADE).
 
     Inputs are NCHW RGB in `input_range` (default [0, 1]); they are mapped to [0, 1] and normalised
     with the ImageNet mean/std. Returns sum_layer weight * criterion(features). Gradients reach

@@ -206,7 +206,8 @@ def test_layer_layout_matches_torchvision():
     assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in theirs.items()}
     index = vgg19_layer_index()
     assert (index["conv1_1"], index["conv2_2"], index["conv5_4"]) == (0, 7, 34)
-    assert len(index) == 16
+    assert (index["relu1_1"], index["relu3_1"], index["relu5_1"]) == (1, 11, 29)  # SPADE's VGG taps
+    assert len(index) == 32
 
 
 def test_missing_weights_refused_with_instructions(empty_torch_home):

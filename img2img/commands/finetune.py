@@ -8,15 +8,18 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-HELP = "Fine-tune a model (SR, pix2pix, CycleGAN, ...) from its weights on your own data."
+HELP = "Fine-tune a model (SR, pix2pix, CycleGAN, SPADE, ...) from its weights on your own data."
 
 _EPILOG = """examples:
   img2img finetune --weights realesrgan-x4plus --data photos/                 # HR images (LR made on the fly)
   img2img finetune --weights weights/mine.safetensors --data pairs/           # pairs/hr + pairs/lr
   img2img finetune --weights pix2pix-facades-small --data my_pairs/ train.steps=500
   img2img finetune --weights cyclegan-horse2zebra-small_G_AB --data domains/  # domains/trainA + trainB
+  img2img finetune --weights weights/spade-mine.safetensors --data scenes/    # labels/ + images/ (+ instances/)
 data layouts: upscale: HR images, hr/ + lr/ or --lr; paired translation (pix2pix): side-by-side A|B
-images (DIR or DIR/train) or A/ + B/ matched by name; unpaired (CycleGAN): trainA/ + trainB/ or A/ + B/.
+images (DIR or DIR/train) or A/ + B/ matched by name; unpaired (CycleGAN): trainA/ + trainB/ or A/ + B/;
+label map -> photo (SPADE): labels/ + images/ (+ instances/) (or train_label/ + train_img/ (+ train_inst/))
+matched by scene name, or side-by-side photo|colour-label images.
 The run starts from our weights' own training config (hyperparameters kept) or, for released weights,
 the family's shipped config (--config to choose another); key=value overrides apply last.
 SR without ImageNet VGG19 weights: add loss.vgg_weights=PATH, or loss.perceptual=0, or

@@ -139,14 +139,14 @@ def _collect(opts: BatchOptions) -> tuple[list[tuple[Path, Path]], list[str]]:
     for inp in map(Path, opts.inputs):
         if inp.is_file():
             if is_image_path(inp):
-                jobs.append((inp, out / render_name(opts, inp.stem, _out_suffix(opts, inp))))
+                jobs.append((inp, out / render_name(opts, inp.stem, _out_suffix(opts, inp), **opts.job_fields)))
             else:
                 notes.append(f"skipped {inp}: not a supported image type")
             continue
         files, ignored, subdirs = _walk(inp, opts.recursive, out_resolved, is_image_path)
         for f in files:
             rel = f.relative_to(inp)
-            dst = out / rel.parent / render_name(opts, f.stem, _out_suffix(opts, f))
+            dst = out / rel.parent / render_name(opts, f.stem, _out_suffix(opts, f), **opts.job_fields)
             jobs.append((f, dst))
         if ignored:
             shown = ", ".join(ignored[:5]) + (f" and {len(ignored) - 5} more" if len(ignored) > 5 else "")

@@ -9,18 +9,7 @@ from pathlib import Path
 
 from img2img.errors import ConfigError
 from img2img.infer.batch import _EXPLICIT, BatchOptions, Job, _collect, render_name, validate_inputs
-
-# Label-map file stems end in one of these; the rest of the stem names the scene (Cityscapes and friends).
-ROLE_SUFFIXES = ("_gtFine_labelIds", "_gtFine_instanceIds", "_labelIds", "_instanceIds", "_leftImg8bit",
-                 "_label", "_labels", "_inst", "_instance", "_img", "_image")  # fmt: skip
-
-
-def scene_key(stem: str) -> str:
-    """`aachen_000000_000019_gtFine_labelIds` -> `aachen_000000_000019`; other stems as they are."""
-    for suffix in ROLE_SUFFIXES:
-        if stem.endswith(suffix) and len(stem) > len(suffix):
-            return stem[: -len(suffix)]
-    return stem
+from img2img.io.files import scene_key
 
 
 def match_by_stem(folder: Path, stem: str, what: str) -> Path:

@@ -63,3 +63,16 @@ def match_files(
     if parts:
         raise ConfigError(f"{what}: " + "; ".join(parts) + (f"; {rule}" if rule else ""))
     return {k: {role: by_role[role][k] for role in by_role} for k in sorted(common)}
+
+
+# Label-map file stems end in one of these; the rest of the stem names the scene (Cityscapes and friends).
+ROLE_SUFFIXES = ("_gtFine_labelIds", "_gtFine_instanceIds", "_labelIds", "_instanceIds", "_leftImg8bit",
+                 "_label", "_labels", "_inst", "_instance", "_img", "_image")  # fmt: skip
+
+
+def scene_key(stem: str) -> str:
+    """`aachen_000000_000019_gtFine_labelIds` -> `aachen_000000_000019`; other stems as they are."""
+    for suffix in ROLE_SUFFIXES:
+        if stem.endswith(suffix) and len(stem) > len(suffix):
+            return stem[: -len(suffix)]
+    return stem

@@ -6,6 +6,7 @@ from img2img.recipes.base import Phase, Recipe
 from img2img.recipes.cyclegan import CycleGANRecipe
 from img2img.recipes.esrgan import ESRGANRecipe
 from img2img.recipes.pix2pix import Pix2PixRecipe
+from img2img.recipes.spade import SPADERecipe
 from img2img.recipes.stackgan import StackGANRecipe
 from img2img.recipes.text_encoder import TextEncoderRecipe
 
@@ -15,6 +16,7 @@ RECIPES: dict[str, type[Recipe]] = {
     "cyclegan": CycleGANRecipe,
     "text_encoder": TextEncoderRecipe,
     "stackgan": StackGANRecipe,
+    "spade": SPADERecipe,
 }
 
 __all__ = ["RECIPES", "Phase", "Recipe"]

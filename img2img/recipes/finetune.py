@@ -66,3 +66,29 @@ def unpaired_data(data: Path) -> dict[str, Any]:
     raise ConfigError(
         f"--data {data}: an unpaired (CycleGAN) model needs two folders of images, trainA/ + trainB/ or A/ + B/"
     )
+
+
+def label_data(data: Path) -> dict[str, Any]:
+    """The data section for label map -> photo (SPADE): labels/ + images/ (+ instances/) (or the NVlabs
+    train_label/ + train_img/ (+ train_inst/)) matched by scene name, or side-by-side photo|colour-label
+    images in DIR or DIR/train."""
+    from img2img.data.labels import ROLE_DIRS
+
+    if not data.is_dir():
+        raise ConfigError(f"--data {data}: not a folder")
+    found = {role: next((f for n in names if (f := subfolder(data, n))), None) for role, names in ROLE_DIRS.items()}
+    if found["labels"] and found["images"]:
+        return {
+            "layout": "folders",
+            "root": str(data),
+            "label_dir": str(found["labels"]),
+            "image_dir": str(found["images"]),
+            "instance_dir": str(found["instances"]) if found["instances"] else None,
+        }
+    for root in (data, subfolder(data, "train")):
+        if root is not None and has_images(root):
+            return {"layout": "aligned", "root": str(root), "label_dir": None, "image_dir": None, "instance_dir": None}
+    raise ConfigError(
+        f"--data {data}: a label map -> photo model needs labels/ + images/ folders (+ instances/) matched by "
+        "name, or side-by-side photo|colour-label images (in DIR or DIR/train)"
+    )

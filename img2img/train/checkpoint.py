@@ -212,12 +212,13 @@ def network_weights(source: str, net_name: str) -> tuple[dict[str, torch.Tensor]
     from img2img.weights.convert import convert_file
 
     sd, card = convert_file(path)
-    if card.networks:  # one of our bundles: the network of that name, else the main one
+    if card.networks:  # a bundle: the named network's own tensors (the main one for any other name)
         from img2img.weights.format import split_bundle
 
-        part = net_name if net_name in card.networks else ""
-        arch = card.networks[part]["arch"] if part else card.arch
-        return split_bundle(card, sd)[part], arch, f"{path} ({part or 'main network'})"
+        parts = split_bundle(card, sd)
+        if net_name in card.networks:
+            return parts[net_name], card.networks[net_name]["arch"], f"{path} (bundle network {net_name})"
+        return parts[""], card.arch, str(path)
     return sd, card.arch, str(path)
 
 
