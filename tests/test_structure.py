@@ -23,7 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "devices": set(),
     "text": {"archs"},
     "config": {"archs"},
-    "weights": {"archs", "layers", "resources", "io"},
+    "weights": {"archs", "layers", "resources", "io", "devices"},
     "infer": {"weights", "io", "layers", "text", "devices"},
     "eval": {"infer", "io", "weights"},
     "data": {"io", "text"},
