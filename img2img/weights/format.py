@@ -130,13 +130,11 @@ def save_weights(path: str | os.PathLike, net: nn.Module | dict[str, torch.Tenso
         raise WeightsError(f"card {card.name!r} lists networks {missing} whose tensors are not in the bundle")
     sd = {k: v.detach().to("cpu").contiguous().clone() for k, v in sd.items()}
     text = json.dumps(card.to_dict(), indent=2, sort_keys=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(sd, str(tmp), metadata={CARD_KEY: text})
-    os.replace(tmp, path)
-    tmp_card = card_path(path).with_name(card_path(path).name + ".tmp")
-    tmp_card.write_text(text + "\n")
-    os.replace(tmp_card, card_path(path))
+    from img2img.io.fileio import atomic_target, atomic_write_text
+
+    with atomic_target(path) as tmp:
+        save_file(sd, str(tmp), metadata={CARD_KEY: text})
+    atomic_write_text(card_path(path), text + "\n")
     return path
 
 
