@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from img2img.archs import build_arch
-from img2img.errors import WeightsError
+from img2img.errors import WeightsError, load_refusal
 from img2img.weights.format import Card, fit_problems
 
 PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
@@ -63,9 +63,14 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except pickle.UnpicklingError as e:
         if "weights only load failed" in str(e).lower():
             raise WeightsError(
-                f"{path}: refused: the file tries to run code or holds non-tensor objects "
-                "(pickled classes/functions), so it was not loaded. Only plain state dicts of tensors are "
-                "accepted; re-save it with torch.save(model.state_dict(), ...) in a trusted environment"
+                load_refusal(
+                    path,
+                    "these weights",
+                    e,
+                    "Only plain state dicts of tensors are accepted: if you trust the "
+                    "file, re-save it in an isolated environment with `torch.save(model.state_dict(), ...)` or "
+                    "as .safetensors, then run `img2img convert` on that.",
+                )  # fmt: skip
             ) from None
         raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({_first_line(e)})") from None
     except Exception as e:  # torch raises RuntimeError/KeyError/EOFError/... for damaged files
