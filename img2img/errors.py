@@ -40,8 +40,8 @@ def load_refusal(path: object, what: str, e: BaseException, safe_route: str) -> 
     text = str(e).strip()
     if "weights only load failed" in text.lower() or "weights_only" in text:
         return (
-            f"{path}: refused to load {what}: it holds pickled code or objects other than tensors, and "
-            f"unpickling those can run arbitrary code. {safe_route}"
+            f"{path}: refused to load {what}: it holds pickled code or objects other than tensors (loading "
+            f"those could run code), so it was not loaded. {safe_route}"
         )
     first = text.splitlines()[0][:200] if text else ""
     return f"{path}: cannot read {what} ({type(e).__name__}{': ' + first if first else ''})"

@@ -32,7 +32,7 @@ def _planted(path: Path) -> Path:
 
 def _no_bad_advice(text: str) -> None:
     assert "weights_only=False" not in text.replace(" ", "") and "weights_only` set to `False" not in text
-    assert "refused" in text and "can run arbitrary code" in text
+    assert "refused" in text and "could run code" in text
 
 
 def test_convert_refuses_a_pickle_and_names_the_safe_route(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
