@@ -137,10 +137,14 @@ class Runner:
         """Decode an uploaded image after checking its size from the header. Returns (image, safe stem)."""
         if not payload:
             raise fail("Upload an image first (PNG, JPEG, WebP, TIFF, BMP or GIF).")
-        path = Path(payload["path"] if isinstance(payload, dict) else payload).resolve()
+        raw = payload.get("path") if isinstance(payload, dict) else payload
+        if not isinstance(raw, str | Path) or "\0" in str(raw):
+            raise fail("That upload is not available any more; upload the image again.")
+        path = Path(raw).resolve()
         if not path.is_relative_to(self.upload_root) or not path.is_file():
             raise fail("That upload is not available any more; upload the image again.")
         orig = payload.get("orig_name") if isinstance(payload, dict) else None
+        orig = orig if isinstance(orig, str) else None
         name, stem = _safe_name(orig or path.name)
         limit_mb = self.settings.max_file_mb
         if path.stat().st_size > limit_mb * 2**20:

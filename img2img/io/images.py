@@ -198,7 +198,7 @@ def _parse_header(data: Any, name: str) -> _Header:
         raise ImageError(f"{name}: not an image (the content is not PNG, JPEG, WebP, TIFF, BMP or GIF)")
     try:
         return _HEADER_PARSERS[fmt](data)
-    except (struct.error, IndexError, KeyError, ValueError) as e:
+    except (struct.error, IndexError, KeyError, ValueError, OverflowError) as e:
         raise ImageError(f"{name}: the {fmt.upper()} header is truncated or corrupt") from e
 
 
