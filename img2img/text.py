@@ -197,7 +197,7 @@ def load_embeddings(path: str | os.PathLike, dim: int | None = None) -> np.ndarr
     bad = ~np.isfinite(arr).all(axis=1)
     if bad.any():
         raise TextError(
-            f"{name}: {int(bad.sum())} row(s) hold NaN, infinity or values beyond float32 "
+            f"{name}: {int(bad.sum())} row(s) hold NaN or infinity, or values too large for float32 "
             f"(first: row {int(np.argmax(bad))})"
         )
     return arr
