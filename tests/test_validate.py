@@ -163,6 +163,12 @@ def test_a_labels_bundle_loads_and_its_networks_are_checked(tmp_path: Path) -> N
     labels = _labels_bundle(tmp_path, e=lambda c: c["inputs"].update(label_nc=0))
     with pytest.raises(WeightsError, match="inputs: label_nc"):
         img2img.load(labels, device="cpu")
+    channels = _labels_bundle(tmp_path, e=lambda c: c["inputs"].update(instance=True))
+    with pytest.raises(WeightsError, match="inputs give 4 input channels .* takes label_nc=3"):
+        img2img.load(channels, device="cpu")
+    z = _labels_bundle(tmp_path, e=lambda c: c["inputs"].update(z_dim=9))
+    with pytest.raises(WeightsError, match="inputs.z_dim is 9 but SPADEGenerator has z_dim=8"):
+        img2img.load(z, device="cpu")
 
 
 def _text_bundle(tmp_path: Path) -> Path:
@@ -180,6 +186,8 @@ TEXT_CASES = {
     "stage_module_missing": (lambda c: c["inputs"]["stages"][0].update(module="nope"), "names module 'nope'"),
     "noise_dim_0": (lambda c: c["inputs"].update(noise_dim=0), "inputs.noise_dim"),
     "image_size_odd": (lambda c: c["arch_kwargs"].update(image_size=24), "image_size must be a power of two"),
+    "embedding_dim": (lambda c: c["inputs"].update(embedding_dim=9), "inputs.embedding_dim is 9 but .* t_dim=8"),
+    "noise_dim": (lambda c: c["inputs"].update(noise_dim=5), "inputs.noise_dim is 5 but .* z_dim=4"),
 }
 
 

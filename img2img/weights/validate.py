@@ -154,7 +154,9 @@ def check_card_dict(d: Any, where: str) -> None:
         if problems:
             raise fail(f"{label} {arch}: {'; '.join(problems)}")
     _check_output(d.get("output", {}), kind, fail, OUTPUT_SIZES)
-    _check_inputs(d.get("inputs", {}), kind, fail)
+    if d.get("inputs"):  # without them the Model of the kind says what it lacks
+        _check_inputs(d["inputs"], kind, fail)
+        _check_inputs_fit_the_arch(d, ARCHS[d["arch"]], kind, fail)
     if kind == "image":
         _check_image_consistency(d, ARCHS[d["arch"]], fail)
 
@@ -212,6 +214,37 @@ def _check_inputs(inputs: dict, kind: str, fail: Any) -> None:
                 raise fail("each of inputs.stages needs a stage 1..16, a module name and an output index 0..15")
         if "tokenizer" in inputs and not isinstance(inputs["tokenizer"] or {}, dict):
             raise fail("inputs.tokenizer must be a JSON object")
+
+
+def _arch_value(cls: type, kwargs: dict, key: str) -> Any:
+    """The value `key` takes in `cls(**kwargs)` (given, else the default; None when it has no such argument)."""
+    params = inspect.signature(cls.__init__).parameters
+    if key in kwargs:
+        return kwargs[key]
+    return params[key].default if key in params and params[key].default is not inspect.Parameter.empty else None
+
+
+def _check_inputs_fit_the_arch(d: dict, cls: type, kind: str, fail: Any) -> None:
+    """What the card says the model consumes matches the main network's inputs, so no run fails on a shape."""
+    inputs, kwargs = d["inputs"], d["arch_kwargs"]
+    if kind == "labels":
+        want = _arch_value(cls, kwargs, "label_nc")
+        have = inputs["label_nc"] + (inputs.get("dontcare") is not None) + bool(inputs.get("instance"))
+        if isinstance(want, int) and want != have:
+            raise fail(f"inputs give {have} input channels (classes, don't-care, instance edges) but {d['arch']} "
+                       f"takes label_nc={want}")  # fmt: skip
+        z = inputs.get("z_dim", 0)
+        if z and _arch_value(cls, kwargs, "use_vae") and _arch_value(cls, kwargs, "z_dim") != z:
+            raise fail(f"inputs.z_dim is {z} but {d['arch']} has z_dim={_arch_value(cls, kwargs, 'z_dim')}")
+    elif kind == "text":
+        if "stage1" in inspect.signature(cls.__init__).parameters:  # Stage II: the text goes in at Stage I
+            from img2img.archs import ARCHS
+
+            cls, kwargs = ARCHS["StageIGenerator"], kwargs.get("stage1") or {}
+        for key, arch_key in (("embedding_dim", "t_dim"), ("noise_dim", "z_dim")):
+            want = _arch_value(cls, kwargs, arch_key)
+            if isinstance(want, int) and want != inputs[key]:
+                raise fail(f"inputs.{key} is {inputs[key]} but {d['arch']} takes {arch_key}={want}")
 
 
 def _check_image_consistency(d: dict, cls: type, fail: Any) -> None:
