@@ -70,8 +70,16 @@ def test_a_damaged_checkpoint_gives_one_line(tmp_path: Path) -> None:
 
     bad = tmp_path / "x.pt"
     bad.write_bytes(b"PK\x03\x04 not really a zip")
-    with pytest.raises(WeightsError, match=r"cannot read this training state \(\w+"):
+    with pytest.raises(
+        WeightsError, match=r"cannot read this training state, damaged or not a PyTorch file \(\w+"
+    ) as e:
         load_state(bad)
+    assert "weights_only" not in str(e.value)
+    garbage = tmp_path / "g.pth"
+    garbage.write_bytes(b"not a checkpoint")  # torch wraps this in its weights_only advice: none of it is quoted
+    with pytest.raises(WeightsError, match="damaged or not a PyTorch file .*Unsupported operand") as e:
+        load_state(garbage)
+    assert "weights_only" not in str(e.value) and "refused" not in str(e.value)
 
 
 @pytest.mark.parametrize("grey", [False, True])

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from img2img.archs import build_arch
-from img2img.errors import WeightsError, load_refusal
+from img2img.errors import WeightsError, is_code_refusal, load_refusal, unpickler_reason
 from img2img.weights.format import Card, fit_problems
 
 PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
@@ -61,7 +61,7 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights only load failed" in str(e).lower():
+        if is_code_refusal(e):
             raise WeightsError(
                 load_refusal(
                     path,
@@ -72,7 +72,8 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                     "as .safetensors, then run `img2img convert` on that.",
                 )  # fmt: skip
             ) from None
-        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({_first_line(e)})") from None
+        reason = unpickler_reason(str(e)) or _first_line(e)
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
     except Exception as e:  # torch raises RuntimeError/KeyError/EOFError/... for damaged files
         raise WeightsError(
             f"{path}: not a readable PyTorch checkpoint (damaged or truncated?): {_first_line(e)}"
