@@ -80,6 +80,18 @@ def test_training_afresh_into_an_earlier_run_is_refused(tmp_path: Path) -> None:
     assert sorted(p.name for p in (run / "checkpoints").glob("*.pt")) == ["step_00000001.pt", "step_00000002.pt"]
 
 
+def test_the_train_command_refuses_and_overwrites_on_request(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    args = [f"train.out_dir={tmp_path / 'run'}", "train.steps=1", "train.batch_size=2", "train.num_workers=0",
+            "train.progress=false", "train.sample_every=0", "train.resume=null",
+            f"data.hr_dirs=[{_images(tmp_path / 'hr')}]", "data.patch_size=32",
+            "model.G={arch: RRDBNet, nf: 8, nb: 1, gc: 4, scale: 4}", "val.hr_dir=null"]  # fmt: skip
+    assert main(["train", str(SMALL_CFG), *args]) == 0
+    capsys.readouterr()
+    assert main(["train", str(SMALL_CFG), *args]) == 2
+    assert "holds an earlier run" in capsys.readouterr().err
+    assert main(["train", str(SMALL_CFG), *args, "--overwrite"]) == 0
+
+
 def test_a_folder_without_a_run_is_fine(tmp_path: Path) -> None:
     from img2img.train.checkpoint import earlier_run
 
