@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from img2img.errors import ConfigError, WeightsError
+from img2img.errors import ConfigError, WeightsError, load_refusal
 
 GAN_KINDS = ("vanilla", "lsgan", "hinge", "relativistic")
 VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's ImageNet VGG19 checkpoint name
@@ -177,7 +177,15 @@ def load_vgg19_state_dict(path: str | Path) -> dict[str, Tensor]:
             except RuntimeError:  # legacy (non-zip) serialisation cannot be memory-mapped
                 sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle and safetensors raise many types for a bad file
-        raise WeightsError(f"{path}: cannot read VGG19 weights ({type(e).__name__}: {e})") from e
+        raise WeightsError(
+            load_refusal(
+                path,
+                "VGG19 weights",
+                e,
+                f"Use torchvision's released {VGG19_FILE}, or a .safetensors copy of "
+                "its state dict (made from a file you trust, in an isolated environment).",
+            )  # fmt: skip
+        ) from None
     if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or not all(isinstance(v, Tensor) for v in sd.values()):

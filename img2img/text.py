@@ -137,6 +137,31 @@ def matching_loss(text_emb: torch.Tensor, image_emb: torch.Tensor, temperature: 
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
+def _check_npy_header(name: str) -> None:
+    """Refuse a damaged `.npy` header, or one whose shape needs more bytes than the file holds, before numpy
+    allocates the array it announces."""
+    import tokenize
+
+    from numpy.lib import format as npy
+
+    with open(name, "rb") as f:
+        if f.read(6) != b"\x93NUMPY":
+            return  # not .npy (an .npz or a pickle): np.load below says what it is
+        f.seek(0)
+        try:
+            version = npy.read_magic(f)
+            if version not in ((1, 0), (2, 0)):
+                return  # a newer header version: np.load checks it
+            read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+            shape, _, dtype = read(f)
+        except (ValueError, SyntaxError, tokenize.TokenError, TypeError, OverflowError) as e:
+            raise TextError(f"{name}: damaged .npy header ({type(e).__name__}: {str(e)[:120]})") from None
+        need = int(np.prod(shape, dtype=object)) * (dtype.itemsize or 1)
+        have = os.fstat(f.fileno()).st_size - f.tell()
+    if need > have:
+        raise TextError(f"{name}: the .npy header announces shape {shape} ({need:,} bytes) but the file holds {have:,}")
+
+
 def load_embeddings(path: str | os.PathLike, dim: int | None = None) -> np.ndarray:
     """Caption embeddings (N, D) float32 from a `.npy` file (no pickle: object arrays are refused).
 
@@ -146,14 +171,15 @@ def load_embeddings(path: str | os.PathLike, dim: int | None = None) -> np.ndarr
     name = os.fspath(path)
     if not os.path.isfile(name):
         raise TextError(f"embeddings file not found: {name}")
+    _check_npy_header(name)
     try:
         arr = np.load(name, allow_pickle=False)
     except ValueError as e:  # numpy's wording for object arrays and for non-npy pickles
         raise TextError(
             f"{name}: not a plain numeric .npy array ({e}); save one with np.save(path, emb.astype(np.float32))"
         ) from e
-    except (OSError, EOFError) as e:
-        raise TextError(f"{name}: cannot read the .npy file ({e})") from e
+    except (OSError, EOFError, SyntaxError, MemoryError) as e:  # SyntaxError: tokenize errors of a damaged header
+        raise TextError(f"{name}: cannot read the .npy file ({type(e).__name__}: {str(e)[:120]})") from None
     if not isinstance(arr, np.ndarray):
         arr.close()  # an .npz archive
         raise TextError(f"{name}: is an .npz archive; save the (N, D) array alone with np.save")
@@ -166,7 +192,12 @@ def load_embeddings(path: str | os.PathLike, dim: int | None = None) -> np.ndarr
         raise TextError(f"{name}: embeddings array is empty, shape {arr.shape}")
     if dim is not None and arr.shape[1] != dim:
         raise TextError(f"{name}: embeddings have dimension {arr.shape[1]}, the model expects {dim}")
+    with np.errstate(over="ignore"):
+        arr = arr.astype(np.float32, copy=False)  # float64 beyond float32's range becomes inf: checked below
     bad = ~np.isfinite(arr).all(axis=1)
     if bad.any():
-        raise TextError(f"{name}: {int(bad.sum())} row(s) hold NaN or infinity (first: row {int(np.argmax(bad))})")
-    return arr.astype(np.float32, copy=False)
+        raise TextError(
+            f"{name}: {int(bad.sum())} row(s) hold NaN or infinity, or values too large for float32 "
+            f"(first: row {int(np.argmax(bad))})"
+        )
+    return arr

@@ -165,8 +165,8 @@ def test_convert_command_writes_our_format(tmp_path: Path, capsys: pytest.Captur
     with torch.no_grad():
         assert torch.equal(loaded(x), net(x))
     stamp = out.stat().st_mtime_ns
-    assert main(["convert", str(src), str(out)]) == 2  # never overwrite without --force
-    assert "--force" in capsys.readouterr().err and out.stat().st_mtime_ns == stamp
+    assert main(["convert", str(src), str(out)]) == 2  # never overwrite without --overwrite (or its alias --force)
+    assert "--overwrite" in capsys.readouterr().err and out.stat().st_mtime_ns == stamp
     assert main(["convert", str(src), str(out), "--force"]) == 0
     assert main(["convert", str(src), str(tmp_path / "x.pth")]) == 2
     assert ".safetensors" in capsys.readouterr().err

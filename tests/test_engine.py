@@ -216,7 +216,14 @@ def test_unreadable_samples_are_counted_then_abort(tmp_path: Path) -> None:
     assert ok.skipped > 0 and ok.seen >= 64
     with pytest.raises(ImageError, match=r"could not be read, above train.max_skipped_fraction=0.2"):
         Trainer(
-            tiny(tmp_path, "train.max_skipped_fraction=0.2", "data.repeat=20", "train.steps=60", images=images)
+            tiny(
+                tmp_path,
+                "train.max_skipped_fraction=0.2",
+                "data.repeat=20",
+                "train.steps=60",
+                "train.overwrite=true",
+                images=images,
+            )
         ).fit()
 
 

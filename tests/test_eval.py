@@ -31,6 +31,7 @@ needs_benchmarks = pytest.mark.skipif(
 
 def _eval(tmp_path: Path, *argv: str) -> dict:
     out = tmp_path / "report.json"
+    out.unlink(missing_ok=True)  # each call writes a new report (an existing --json is never replaced silently)
     assert main(["eval", "sr", *argv, "--json", str(out)]) == 0
     return json.loads(out.read_text())
 

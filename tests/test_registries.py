@@ -73,7 +73,7 @@ def test_arch_builds_runs_and_round_trips_through_our_format(name: str, tmp_path
         torch.manual_seed(1)
         want = flat(net(*x))
     assert want and all(bool(torch.isfinite(t).all()) for t in want)
-    card = Card(name=name.lower(), arch=name, arch_kwargs=kwargs, task="upscale")
+    card = Card(name=name.lower(), arch=name, arch_kwargs=kwargs, task="upscale", scale=kwargs.get("scale", 1))
     path = save_weights(tmp_path / "w.safetensors", net, card)
     sd, back = load_weights(path)
     rebuilt = build_network(back, sd)

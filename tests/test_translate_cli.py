@@ -178,7 +178,7 @@ def test_eval_translate_scores_outputs_against_the_paired_targets(tmp_path: Path
         assert row["l1"] == pytest.approx(want["l1"], abs=1e-6)
         assert row["psnr"] == pytest.approx(want["psnr"], abs=1e-4)
     assert got["mean"]["l1"] == pytest.approx(np.mean([r["l1"] for r in got["images"]]))
-    assert main([*args, "--record", "val_BtoA"]) == 0  # the scores go into the card, header included
+    assert main([*args, "--record", "val_BtoA", "--overwrite"]) == 0  # the scores go into the card, header included
     from img2img.weights.format import read_card
 
     rec = read_card(w).metrics["val_BtoA"]

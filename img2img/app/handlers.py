@@ -24,6 +24,7 @@ from img2img.infer import model as infer
 from img2img.io.images import LoadedImage, decode_image, probe_size, write_image
 from img2img.weights import catalog
 from img2img.weights.format import Card, read_card
+from img2img.weights.validate import check_weights_file
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -111,7 +112,24 @@ class Runner:
             raise fail(f"Precision must be one of {', '.join(precisions())}.")
         if str(tile) not in TILES:
             raise fail(f"Tile size must be one of {', '.join(TILES)}.")
+        self.check_weights(name)
         return name, precision, TILES[str(tile)]
+
+    def check_weights(self, name: str) -> None:
+        """Check a model's weights file (card, arch ranges, every tensor shape, memory budget; nothing is
+        allocated) here, in the request, so the worker never starts building a network it cannot finish."""
+        info = self.infos[name]
+        if info.broken:
+            raise fail(f"{name} cannot be used: {info.broken}")
+        if name in catalog.RELEASES or info.path is None:
+            return  # converted by the catalog from the pinned, checksummed release
+        with self._models_lock:
+            if any(key[0] == name for key in self._models):
+                return
+        try:
+            check_weights_file(info.path)
+        except Img2ImgError as e:
+            raise fail(str(e)) from None
 
     # --- Uploads ---
 
@@ -119,10 +137,14 @@ class Runner:
         """Decode an uploaded image after checking its size from the header. Returns (image, safe stem)."""
         if not payload:
             raise fail("Upload an image first (PNG, JPEG, WebP, TIFF, BMP or GIF).")
-        path = Path(payload["path"] if isinstance(payload, dict) else payload).resolve()
+        raw = payload.get("path") if isinstance(payload, dict) else payload
+        if not isinstance(raw, str | Path) or "\0" in str(raw):
+            raise fail("That upload is not available any more; upload the image again.")
+        path = Path(raw).resolve()
         if not path.is_relative_to(self.upload_root) or not path.is_file():
             raise fail("That upload is not available any more; upload the image again.")
         orig = payload.get("orig_name") if isinstance(payload, dict) else None
+        orig = orig if isinstance(orig, str) else None
         name, stem = _safe_name(orig or path.name)
         limit_mb = self.settings.max_file_mb
         if path.stat().st_size > limit_mb * 2**20:

@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=("relu", "lrelu"),
         help="activation of a compact (SRVGGNetCompact) model whose file has no PReLU weights",
     )
-    p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    p.add_argument("--overwrite", "--force", dest="overwrite", action="store_true", help="replace OUT if it exists")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,9 +34,9 @@ def run(args: argparse.Namespace) -> int:
         raise WeightsError(f"input not found: {src}")
     if out.resolve() == src.resolve():
         raise WeightsError("output and input are the same file; choose another output path")
-    existing = [p for p in (out, card_path(out)) if p.exists()]
-    if existing and not args.force:
-        raise WeightsError(f"{existing[0]} already exists; pass --force to overwrite it")
+    from img2img.io.fileio import refuse_existing
+
+    refuse_existing([out, card_path(out)], overwrite=args.overwrite)
     from img2img.weights.probe import record_precision
 
     sd, card = convert_file(src, name=args.name or out.stem, act=args.act)

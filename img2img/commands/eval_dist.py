@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 from pathlib import Path
 
@@ -84,10 +83,9 @@ def _metrics(text: str) -> list[str]:
 def _check_args(args: argparse.Namespace) -> Path | None:
     """Refuse, before any work, what would fail later; returns the Inception weights file (None for random)."""
     if args.json is not None:
-        if args.json.is_dir():
-            raise Img2ImgError(f"--json {args.json} is a folder; give a file name such as dist.json")
-        if args.json.exists() and not args.overwrite:
-            raise Img2ImgError(f"--json {args.json} already exists; choose another file or pass --overwrite")
+        from img2img.io.fileio import refuse_existing
+
+        refuse_existing([args.json], overwrite=args.overwrite)
     limits = {"--batch-size": (args.batch_size, 1), "--kid-subsets": (args.kid_subsets, 1)}
     limits.update({"--kid-subset-size": (args.kid_subset_size, 2), "--is-splits": (args.is_splits, 1)})
     limits["--pr-k"] = (args.pr_k, 1)
@@ -261,7 +259,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)  # atomic: an interrupted run never leaves half a report
+    from img2img.io.fileio import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")  # an interrupted run never leaves half a report

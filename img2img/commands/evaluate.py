@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from pathlib import Path
 
 from img2img.errors import Img2ImgError
@@ -58,7 +57,9 @@ def _add_paired_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", type=int, help="upscale factor (default: the model's; 4 for bicubic)")
     p.add_argument("--json", type=Path, help="write per-image and mean results, with the protocol, here")
     p.add_argument("--save-images", type=Path, metavar="DIR", help="save the 8-bit outputs as DIR/<name>.png")
-    p.add_argument("--overwrite", action="store_true", help="replace existing images in --save-images")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --json file and images in --save-images"
+    )
     p.add_argument("--tile", type=int, help="tile size in input pixels (0 = whole image; default: automatic)")
     p.add_argument(
         "--precision",
@@ -92,10 +93,11 @@ def _trained_direction(card) -> str:
 def _check_outputs(args: argparse.Namespace, names: list[str]) -> None:
     """Refuse, before any work, to overwrite files the user did not ask us to replace."""
     if args.json is not None:
-        if args.json.is_dir():
-            raise Img2ImgError(f"--json {args.json} is a folder; give a file name such as results.json")
+        from img2img.io.fileio import refuse_existing
+
         if args.json.exists() and args.json.suffix.lower() != ".json":
             raise Img2ImgError(f"--json {args.json} exists and is not a .json file; not overwriting it")
+        refuse_existing([args.json], overwrite=args.overwrite)
     if args.save_images is not None and not args.overwrite:
         if args.save_images.exists() and not args.save_images.is_dir():
             raise Img2ImgError(f"--save-images {args.save_images} is a file, not a folder")
@@ -108,10 +110,9 @@ def _check_outputs(args: argparse.Namespace, names: list[str]) -> None:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)  # atomic: an interrupted run never leaves half a report
+    from img2img.io.fileio import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")  # an interrupted run never leaves half a report
 
 
 def _record(args: argparse.Namespace, mean: dict[str, float], protocol: object, count: int) -> None:

@@ -20,6 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="export the EMA weights where the run kept them (default: yes)",
     )
     p.add_argument("--half", action="store_true", help="store float16 tensors (half the size; run in float32)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing NAME.safetensors / NAME.json")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
         path, state = src, load_state(src)
     else:
         raise ConfigError(f"{src}: no such run folder or checkpoint file")
-    for written in export_weights(state, args.name, args.out, use_ema=args.ema, source=str(path), half=args.half):
+    for written in export_weights(
+        state, args.name, args.out, use_ema=args.ema, source=str(path), half=args.half, overwrite=args.overwrite
+    ):
         print(f"wrote {written} (+ {written.with_suffix('.json').name}) from {path}, step {state['step']}")
     return 0

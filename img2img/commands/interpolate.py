@@ -16,6 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("b", metavar="B", help="weights at alpha=1 (file or catalog name)")
     p.add_argument("--alpha", type=float, required=True, help="0 = A, 1 = B (ESRGAN uses 0.8)")
     p.add_argument("--out", type=Path, required=True, help="output .safetensors (card written beside it)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out (and its card) if it exists")
 
 
 def interpolate(sd_a: dict[str, Any], sd_b: dict[str, Any], alpha: float) -> dict[str, Any]:
@@ -49,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--alpha must be between 0 (A) and 1 (B), got {args.alpha}")
     if args.out.suffix != ".safetensors":
         raise ConfigError(f"--out must end in .safetensors, got {args.out.name}")
+    from img2img.io.fileio import refuse_existing
+    from img2img.weights.format import card_path
+
+    refuse_existing([args.out, card_path(args.out)], overwrite=args.overwrite)
     from img2img.weights.catalog import load_any
 
     sd_a, card_a, path_a = load_any(args.a)

@@ -16,13 +16,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from img2img.weights.catalog import list_weights
 
-    rows = [w for w in list_weights() if not args.task or w.task == args.task]
+    found = list_weights()
+    rows = [w for w in found if not w.broken and (not args.task or w.task == args.task)]
+    broken = [w for w in found if w.broken]
     if args.json:
-        data = [{**vars(w), "path": str(w.path) if w.path else None} for w in rows]
+        data = [{**vars(w), "path": str(w.path) if w.path else None} for w in rows + broken]
         print(json.dumps(data, indent=2))
         return 0
     if not rows:
         print(f"no weights for task {args.task!r}" if args.task else "no weights found")
+        _print_broken(broken)
         return 0
     header = ("name", "task", "scale", "arch", "params", "size", "source", "cached")
     table = [
@@ -41,4 +44,13 @@ def run(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in (header, *table)) for i in range(len(header))]
     for r in (header, *table):
         print("  ".join(cell.ljust(width) for cell, width in zip(r, widths, strict=True)).rstrip())
+    _print_broken(broken)
     return 0
+
+
+def _print_broken(broken: list) -> None:
+    """Files in the weights folders that cannot be used, each with the reason (the rest still works)."""
+    if broken:
+        print(f"\nbroken ({len(broken)}, not loadable):")
+        for w in broken:
+            print(f"  {w.name}  {w.path}: {w.broken}")

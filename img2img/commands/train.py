@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.steps=100")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config (YAML) and exit")
     p.add_argument("--resume", metavar="auto|PATH", help="continue from the newest checkpoint or a given one")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier run in train.out_dir (= train.overwrite=true)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.resume:
         overrides.append(f"train.resume={args.resume}")
+    if args.overwrite:
+        overrides.append("train.overwrite=true")
     cfg = load_config(args.config, overrides)
     if args.dry_run:
         sys.stdout.write(cfg.to_yaml())

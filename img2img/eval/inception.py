@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from img2img.errors import WeightsError
+from img2img.errors import WeightsError, load_refusal
 
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 FID_WEIGHTS_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{FID_WEIGHTS_FILE}"
@@ -213,7 +213,9 @@ def load_fid_inception(path: str | Path, sha256: str | None = FID_WEIGHTS_SHA256
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle errors come in many types
-        raise WeightsError(f"{path}: cannot read Inception weights ({type(e).__name__}: {e})") from e
+        raise WeightsError(
+            load_refusal(path, "Inception weights", e, f"Use the released {FID_WEIGHTS_FILE}. {missing_weights_hint()}")
+        ) from None
     if not isinstance(sd, dict):
         raise WeightsError(f"{path}: expected a state dict of tensors, got {type(sd).__name__}")
     net = FIDInceptionV3()

@@ -346,6 +346,10 @@ def _refuse_existing(opts: BatchOptions, src: Path | str, dst: Path, report: Bat
 
 
 def _reason(e: BaseException, src: Path | str) -> str:
+    if isinstance(e, OSError):
+        from img2img.io.fileio import describe_os_error
+
+        return describe_os_error(e)
     text = str(e).removeprefix(f"{src}: ")  # the table already names the file
     return text if isinstance(e, Img2ImgError) else f"{type(e).__name__}: {text}"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from img2img.weights.format import Card, load_bundle
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_OUTPUT_PIXELS = 512_000_000
+MAX_OUTPUT_PIXELS_ENV = "IMG2IMG_MAX_OUTPUT_PIXELS"  # the limit for the CLI and the app (load's argument wins)
 PRECISIONS = {"auto": "auto", "fp32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16",
               "fp16": "fp16", "float16": "fp16", "half": "fp16"}  # fmt: skip
 
@@ -171,7 +173,7 @@ class Model:
         self.card, self.task = card, card.task
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device, card if self.kind == "image" else None)
-        self.max_output_pixels = max_output_pixels or DEFAULT_MAX_OUTPUT_PIXELS
+        self.max_output_pixels = max_output_pixels or _env_output_limit()
         self.notes: list[str] = []
 
     @classmethod
@@ -186,8 +188,9 @@ class Model:
             if oh * ow > self.max_output_pixels:
                 raise ImageTooLargeError(
                     f"a {w}x{h} input gives a {ow}x{oh} output ({oh * ow / 1e6:.0f} MP), over the "
-                    f"{self.max_output_pixels / 1e6:.0f} MP limit; raise it with max_output_pixels=... "
-                    "if you have the memory for the result"
+                    f"{self.max_output_pixels / 1e6:.0f} MP limit; if you have the memory for the result, "
+                    f"raise it with the environment variable {MAX_OUTPUT_PIXELS_ENV}=N (pixels), or "
+                    "img2img.load(..., max_output_pixels=N) from Python"
                 )
 
     def describe(self) -> dict:
@@ -200,6 +203,19 @@ class Model:
     def __repr__(self) -> str:
         d = self.describe()
         return f"{type(self).__name__}({d['name']!r}, {d['task']}, {d['device']}, {d['precision']})"
+
+
+def _env_output_limit() -> int:
+    raw = os.environ.get(MAX_OUTPUT_PIXELS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_OUTPUT_PIXELS
+    try:
+        value = int(float(raw))
+    except (ValueError, OverflowError):
+        raise Img2ImgError(f"{MAX_OUTPUT_PIXELS_ENV}={raw!r} is not a number of pixels") from None
+    if value < 1:
+        raise Img2ImgError(f"{MAX_OUTPUT_PIXELS_ENV} must be a positive number of pixels, not {raw}")
+    return value
 
 
 def load(

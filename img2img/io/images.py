@@ -135,7 +135,7 @@ def _jpeg_header(d: Any) -> _Header:
             pos += struct.unpack_from(">H", d, pos)[0]
 
 
-_TIFF_TAGS = (256, 257, 258, 262, 274, 338, 34675)  # size, bits, photometric, orientation, extra, ICC
+_TIFF_TAGS = (256, 257, 258, 262, 274, 338, 339, 34675)  # size, bits, photometric, orientation, extra, format, ICC
 _TIFF_TYPES = {1: "B", 3: "H", 4: "I", 7: "B", 16: "Q"}
 
 
@@ -198,7 +198,7 @@ def _parse_header(data: Any, name: str) -> _Header:
         raise ImageError(f"{name}: not an image (the content is not PNG, JPEG, WebP, TIFF, BMP or GIF)")
     try:
         return _HEADER_PARSERS[fmt](data)
-    except (struct.error, IndexError, KeyError, ValueError) as e:
+    except (struct.error, IndexError, KeyError, ValueError, OverflowError) as e:
         raise ImageError(f"{name}: the {fmt.upper()} header is truncated or corrupt") from e
 
 
@@ -291,8 +291,19 @@ def decode_image(
         raise ImageError(f"{name}: cannot decode the {head.format.upper()} data ({e})") from e
 
 
+def _unsupported_tiff(head: _Header) -> str | None:
+    """What makes a TIFF's samples unsupported (floating point, 32-bit integers), or None."""
+    bits = max(head.tags.get(258, (8,)) or (8,))
+    if 3 in head.tags.get(339, ()):  # SampleFormat 3 = IEEE floating point
+        return f"float{bits} TIFF"
+    return f"{bits}-bit integer TIFF" if bits > 16 else None
+
+
 def _decode(data: bytes, head: _Header, name: str, animated: str, limit: int) -> LoadedImage:
     notes: list[str] = []
+    unsupported = _unsupported_tiff(head) if head.format == "tiff" else None
+    if unsupported:
+        raise ImageError(f"{name}: unsupported: {unsupported}; convert it to an 8- or 16-bit PNG or TIFF")
     if head.format == "tiff" and 16 in head.tags.get(258, ()):
         # Pillow cannot open some 16-bit TIFF layouts and reduces others to 8 bits; OpenCV keeps 16.
         if head.more_pages:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from img2img.errors import ConfigError, WeightsError
+from img2img.errors import ConfigError, WeightsError, load_refusal
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,15 @@ def load_state(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, bad pickle opcode, ...: all mean "unusable"
-        raise WeightsError(f"{path}: cannot load training state ({type(e).__name__}: {e})") from e
+        raise WeightsError(
+            load_refusal(
+                path,
+                "this training state",
+                e,
+                "img2img checkpoints hold plain containers only, so this file "
+                "was not written by img2img: export weights from the run that made it (`img2img export`).",
+            )  # fmt: skip
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise WeightsError(f"{path}: not an img2img training checkpoint")
     return state
@@ -246,6 +254,44 @@ def load_into(net: nn.Module, sd: dict[str, torch.Tensor], arch: str | None, wha
     net.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()}, strict=True)
 
 
+RUN_PRODUCTS = ("checkpoints", "weights", "samples", "tb", "stats.jsonl")  # what a run writes in out_dir
+
+
+def earlier_run(out_dir: str | Path) -> list[str]:
+    """What an earlier run left in `out_dir` (checkpoints, weights, samples, logs, stats), by name; [] = none."""
+    found = []
+    for name in RUN_PRODUCTS:
+        p = Path(out_dir) / name
+        if (p.is_dir() and any(p.iterdir())) or (p.is_file() and p.stat().st_size > 0):
+            found.append(name)
+    return found
+
+
+def refuse_earlier_run(out_dir: str | Path, resume: str | None, overwrite: bool) -> None:
+    """Starting afresh (resume off) in a folder holding an earlier run would delete its checkpoints, replace
+    its weights and append to its stats: refuse, unless `overwrite`."""
+    if resume or overwrite:
+        return
+    found = earlier_run(out_dir)
+    if found:
+        raise ConfigError(
+            f"train.out_dir: {out_dir} holds an earlier run ({', '.join(found)}); continue it with "
+            "train.resume=auto, start afresh in a new train.out_dir=..., or replace it with train.overwrite=true"
+        )
+
+
+def clear_earlier_run(out_dir: str | Path) -> None:
+    """Remove what an earlier run wrote in `out_dir` (train.overwrite: the new run starts clean)."""
+    import shutil
+
+    for name in RUN_PRODUCTS:
+        p = Path(out_dir) / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
 def remove_temp_files(out_dir: str | Path) -> None:
     """Drop temp files a killed save left behind (they are never read)."""
     folder = ckpt_dir(out_dir)
@@ -265,12 +311,14 @@ def export_weights(
     use_ema: bool = True,
     source: str = "",
     half: bool = False,
+    overwrite: bool = True,
 ) -> list[Path]:
     """Write each user-facing network of a training state as `name.safetensors` + card (or
     `name_NET.safetensors` when the recipe ships several, e.g. CycleGAN's two generators). A card
     with `networks` makes a bundle: each entry names a trained network (`from`) or brings its own
     tensors (`state_dict`, e.g. a frozen pretrained text encoder), stored under `NAME.`.
-    `half` stores floating-point tensors as float16 (half the file; loading computes in float32)."""
+    `half` stores floating-point tensors as float16 (half the file; loading computes in float32). Without
+    `overwrite`, existing files are refused (OutputExistsError) before any is written."""
     from img2img.recipes import RECIPES
     from img2img.train.config import from_dict
     from img2img.train.log import training_time
@@ -283,6 +331,13 @@ def export_weights(
     shipped = {n: c for n, c in shipped.items() if c is not None}
     if not shipped:
         raise WeightsError(f"recipe {cfg.recipe} exports no network from {sorted(state['networks'])}")
+    if not overwrite:
+        from img2img.io.fileio import refuse_existing
+        from img2img.weights.format import card_path
+
+        stems = [name if len(shipped) == 1 else f"{name}_{net}" for net in shipped]
+        targets = [Path(out_dir) / f"{stem}.safetensors" for stem in stems]
+        refuse_existing([p for t in targets for p in (t, card_path(t))], overwrite=False)
     written = []
     for net, info in shipped.items():
         ema = use_ema and net in state.get("ema", {})

@@ -54,6 +54,7 @@ class TrainConfig:
     keep_last: int = num(3, gt=0)  # checkpoints kept in out_dir/checkpoints
     out_dir: str = "runs/run"  # relative to the current directory
     resume: str | None = None  # null | auto | path to a checkpoint or run folder
+    overwrite: bool = False  # with resume off, replace an earlier run in out_dir (its checkpoints, weights, stats)
     init_from: dict[str, str] = field(default_factory=dict)  # NET: weights file, catalog name, or run
     max_skipped_fraction: float = num(0.05, ge=0.0, le=1.0)  # abort when more samples are unreadable
     progress: bool = True  # tqdm bar on the main process

@@ -77,6 +77,7 @@ class Trainer:
         if t.amp == "fp16" and self.device.type != "cuda":
             raise ConfigError("train.amp: fp16 needs a CUDA device; use bf16 (CPU autocast) or off")
         self.out_dir = Path(t.out_dir)
+        ckpt.refuse_earlier_run(self.out_dir, t.resume, t.overwrite)  # before anything is built or written
         # Same seed on every rank so networks start identical; ranks diverge (data, dropout) below.
         seed_everything(t.seed)
         self.recipe = RECIPES[cfg.recipe](cfg.spec, seed=t.seed)
@@ -191,6 +192,8 @@ class Trainer:
         else:
             seed_everything(t.seed + self.info.rank + 7919 * self.step)
         if self.info.is_main:
+            if resumed is None and t.overwrite:
+                ckpt.clear_earlier_run(self.out_dir)
             self.out_dir.mkdir(parents=True, exist_ok=True)
             ckpt.remove_temp_files(self.out_dir)
             (self.out_dir / "config.yaml").write_text(self.cfg.to_yaml())

@@ -79,6 +79,7 @@ class WeightsInfo:
     description: str
     cached: bool  # ready to load without converting
     path: Path | None
+    broken: str = ""  # why a file in the weights folders cannot be used ("" = usable)
 
 
 _conversions = 0  # how many conversions this process ran (lets callers see the cache working)
@@ -226,16 +227,10 @@ def resolve_weights(name_or_path: str | os.PathLike) -> Path:
 
 
 def _has_card(path: Path) -> bool:
-    from safetensors import safe_open
-
     from img2img.weights.format import CARD_KEY
+    from img2img.weights.validate import read_header
 
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as e:  # safetensors raises several types for a bad header
-        raise WeightsError(f"{path}: not a valid .safetensors file ({e})") from e
-    return CARD_KEY in meta or card_path(path).is_file()
+    return CARD_KEY in read_header(path).metadata or card_path(path).is_file()
 
 
 def list_weights() -> list[WeightsInfo]:
@@ -276,26 +271,46 @@ def _release_info(rel: Release) -> WeightsInfo:
 
 
 def _file_info(path: Path, origin: str) -> WeightsInfo | None:
-    from safetensors import safe_open
+    """The row of one file in a weights folder: None when it is not one of ours (no card: `img2img convert`
+    makes it usable), a row with `broken` set when its header or card is damaged or unsafe."""
+    from img2img.weights.validate import read_header
 
     try:
-        card = read_card(path)
-        with safe_open(str(path), framework="pt") as f:
-            params = sum(_numel(f.get_slice(k).get_shape()) for k in f.keys())
-    except WeightsError:
-        return None  # not one of ours (no card): `img2img convert` makes it usable
+        header = read_header(path)
+        if not _has_card_in(path, header):
+            return None
+        card = read_card(path, header=header)
+    except (WeightsError, OSError) as e:
+        reason = str(e).removeprefix(f"{path}: ").removeprefix(f"{card_path(path)}: ")
+        return WeightsInfo(
+            name=path.stem, task="", scale=1, arch="?", params=0, size_mb=_size_mb(path), source=origin,
+            description="", cached=False, path=path, broken=reason,
+        )  # fmt: skip
     return WeightsInfo(
         name=path.stem,
         task=card.task,
         scale=card.scale,
         arch=card.arch,
-        params=params,
-        size_mb=round(path.stat().st_size / 1e6, 1),
+        params=sum(_numel(s) for s in header.shapes.values()),
+        size_mb=_size_mb(path),
         source=card.source or origin,
         description=card.description,
         cached=True,
         path=path,
     )
+
+
+def _has_card_in(path: Path, header: Any) -> bool:
+    from img2img.weights.format import CARD_KEY
+
+    return CARD_KEY in header.metadata or card_path(path).is_file()
+
+
+def _size_mb(path: Path) -> float:
+    try:
+        return round(path.stat().st_size / 1e6, 1)
+    except OSError:
+        return 0.0
 
 
 def _numel(shape: list[int]) -> int:

@@ -81,6 +81,8 @@ class Card:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Card:
+        if not isinstance(d, dict):
+            raise WeightsError(f"a weights card must be a JSON object, not {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         missing = {"name", "arch", "arch_kwargs", "task"} - set(d)
         if missing:
@@ -128,43 +130,48 @@ def save_weights(path: str | os.PathLike, net: nn.Module | dict[str, torch.Tenso
         raise WeightsError(f"card {card.name!r} lists networks {missing} whose tensors are not in the bundle")
     sd = {k: v.detach().to("cpu").contiguous().clone() for k, v in sd.items()}
     text = json.dumps(card.to_dict(), indent=2, sort_keys=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(sd, str(tmp), metadata={CARD_KEY: text})
-    os.replace(tmp, path)
-    tmp_card = card_path(path).with_name(card_path(path).name + ".tmp")
-    tmp_card.write_text(text + "\n")
-    os.replace(tmp_card, card_path(path))
+    from img2img.io.fileio import atomic_target, atomic_write_text
+
+    with atomic_target(path) as tmp:
+        save_file(sd, str(tmp), metadata={CARD_KEY: text})
+    atomic_write_text(card_path(path), text + "\n")
     return path
 
 
-def read_card(path: str | os.PathLike) -> Card:
-    """The card of a .safetensors file: from its header, else from the JSON beside it."""
-    from safetensors import safe_open
+def read_card(path: str | os.PathLike, *, header: Any = None) -> Card:
+    """The card of a .safetensors file: from its header, else from the JSON beside it. The card is
+    untrusted input: it is checked field by field and against its arch's parameter ranges
+    (`weights.validate`) before anything uses it."""
+    from img2img.weights.validate import card_from_text, read_header
 
     path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as e:  # safetensors raises several types for a bad header
-        raise WeightsError(f"{path}: not a valid .safetensors file ({e})") from e
+    meta = (header or read_header(path)).metadata
     if CARD_KEY in meta:
-        return Card.from_dict(json.loads(meta[CARD_KEY]))
-    if card_path(path).exists():
-        return Card.from_dict(json.loads(card_path(path).read_text()))
+        return card_from_text(meta[CARD_KEY], str(path))
+    side = card_path(path)
+    if side.exists():
+        try:
+            text = side.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise WeightsError(f"{side}: cannot read the weights card ({e})") from None
+        return card_from_text(text, str(side))
     raise WeightsError(
-        f"{path}: no img2img card in the header and no {card_path(path).name} beside it; "
+        f"{path}: no img2img card in the header and no {side.name} beside it; "
         "convert released checkpoints with `img2img convert FILE OUT.safetensors`"
     )
 
 
 def load_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], Card]:
+    """The tensors and card of our weights file. Nothing is allocated before the card is checked and every
+    network it names, built on the meta device, is found to match the file's tensors and the memory budget."""
     from safetensors.torch import load_file
+
+    from img2img.weights.validate import check_weights_file
 
     path = Path(path)
     if not path.exists():
         raise WeightsError(f"weights file not found: {path}")
-    card = read_card(path)
+    card, _ = check_weights_file(path)
     try:
         sd = load_file(str(path))
     except Exception as e:
@@ -201,9 +208,9 @@ def fit_problems(own: dict[str, torch.Tensor], given: dict[str, torch.Tensor], a
     missing = [k for k in own if k not in given]
     unexpected = [k for k in given if k not in own]
     bad_shape = [
-        f"{k}: file {tuple(given[k].shape)} vs {arch} {tuple(own[k].shape)}"
+        f"{k}: file {_shape(given[k])} vs {arch} {_shape(own[k])}"
         for k in own
-        if k in given and given[k].shape != own[k].shape
+        if k in given and _shape(given[k]) != _shape(own[k])
     ]
     parts = []
     if missing:
@@ -213,6 +220,11 @@ def fit_problems(own: dict[str, torch.Tensor], given: dict[str, torch.Tensor], a
     if bad_shape:
         parts.append(f"shape mismatch {bad_shape[:3]}")
     return "; ".join(parts)
+
+
+def _shape(v: Any) -> tuple[int, ...]:
+    """A tensor's shape, or a shape given as such (the header of a file not yet read)."""
+    return tuple(v.shape) if hasattr(v, "shape") else tuple(v)
 
 
 def load_network(path: str | os.PathLike) -> tuple[nn.Module, Card]:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from img2img.archs import build_arch
-from img2img.errors import WeightsError
+from img2img.errors import WeightsError, is_code_refusal, load_refusal, unpickler_reason
 from img2img.weights.format import Card, fit_problems
 
 PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
@@ -61,13 +61,19 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights only load failed" in str(e).lower():
+        if is_code_refusal(e):
             raise WeightsError(
-                f"{path}: refused: the file tries to run code or holds non-tensor objects "
-                "(pickled classes/functions), so it was not loaded. Only plain state dicts of tensors are "
-                "accepted; re-save it with torch.save(model.state_dict(), ...) in a trusted environment"
+                load_refusal(
+                    path,
+                    "these weights",
+                    e,
+                    "Only plain state dicts of tensors are accepted: if you trust the "
+                    "file, re-save it in an isolated environment with `torch.save(model.state_dict(), ...)` or "
+                    "as .safetensors, then run `img2img convert` on that.",
+                )  # fmt: skip
             ) from None
-        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({_first_line(e)})") from None
+        reason = unpickler_reason(str(e)) or _first_line(e)
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
     except Exception as e:  # torch raises RuntimeError/KeyError/EOFError/... for damaged files
         raise WeightsError(
             f"{path}: not a readable PyTorch checkpoint (damaged or truncated?): {_first_line(e)}"

@@ -76,7 +76,7 @@ def _parse_line(path: Path, lineno: int, text: str) -> Layer:
                 params[-k - 23300] = vals[1 : 1 + int(vals[0])]
             else:
                 params[k] = float(value) if re.search(r"[.eE]", value) else int(value)
-    except (IndexError, ValueError) as e:
+    except (IndexError, ValueError, OverflowError) as e:
         raise WeightsError(f"{path}:{lineno}: malformed layer line ({e}): {text.strip()[:80]}") from None
     return Layer(tok[0], tok[1], blobs[:n_in], blobs[n_in:], params, lineno)
 
