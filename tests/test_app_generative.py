@@ -77,6 +77,7 @@ def test_paint_gives_the_models_photo_of_the_painted_classes(app, tmp_path) -> N
     got = read_image(download).rgb
     assert got.shape == (32, 32, 3) and np.abs(got - want).max() <= 1 / 255 + 1e-6
     assert "a, c" in status and "tiny-labels" in card
+    assert Path(download).name == "painting_tiny-labels.png"
     ids2 = ids.copy()
     ids2[8:24, 4:12] = 1  # another class painted: another photo
     (_, _), other, _, _ = synthesize(app, painting(tmp_path, app.spec, ids2))

@@ -87,6 +87,8 @@ def synthesize(
         raise fail(f"{name} has no palette to paint with.")
     seed = _seed(seed)
     painting, stem = runner.read_upload(_composite(editor))
+    if isinstance(editor, dict):  # the editor's flattened canvas is a file named "composite"
+        stem = "painting"
     rgb8 = np.clip(np.round(painting.rgb * 255), 0, 255).astype(np.uint8)
     if rgb8.shape[2] == 1:
         rgb8 = np.repeat(rgb8, 3, axis=2)

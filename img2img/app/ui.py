@@ -136,9 +136,11 @@ def _input_paint(task: str, runner: Runner, first: str) -> list[Any]:
         value=generative.canvas_file(runner, first), type="filepath", image_mode="RGB", format="png",
         sources=["upload"], brush=gr.Brush(colors=colours, default_color=colours[1 % len(colours)] if colours else None,
                                            color_mode="fixed", default_size=16),
-        eraser=False, layers=False, canvas_size=(generative.CANVAS, generative.CANVAS), fixed_canvas=True,
-        transforms=(), label="Paint the scene (brush colours are the model's classes)", elem_id=f"{task}-canvas",
-        height=generative.CANVAS + 120,
+        # An eraser with a size: without one (eraser=False) the browser editor fails to draw its toolbar, so
+        # there is no brush colour to pick. Erasing a stroke shows the starting canvas again.
+        eraser=gr.Eraser(default_size=16), layers=False, canvas_size=(generative.CANVAS, generative.CANVAS),
+        fixed_canvas=True, transforms=(), label="Paint the scene (brush colours are the model's classes)",
+        elem_id=f"{task}-canvas", height=generative.CANVAS + 120,
     )  # fmt: skip
     legend = gr.HTML(generative.legend_html(spec), elem_id=f"{task}-legend-box")
     return [editor, legend]
@@ -161,7 +163,8 @@ def paint_controls(runner: Runner, first: str) -> list[gr.components.Component]:
             label="Style image (optional; models with a style encoder)", type="filepath", format="png",
             sources=["upload"], height=160, elem_id="synthesize-style",
         ),
-        gr.Number(value=0, precision=0, label="Seed", info="Another seed, another style (without a style image)"),
+        gr.Number(value=0, precision=0, label="Seed", info="Another seed, another style (without a style image)",
+                  elem_id="synthesize-seed"),
     ]  # fmt: skip
 
 
@@ -176,10 +179,11 @@ def _input_text(task: str, runner: Runner, first: str) -> list[Any]:
 
 def text_controls(runner: Runner, first: str) -> list[gr.components.Component]:
     return [
-        gr.Slider(1, generative.MAX_IMAGES, value=4, step=1, label="Number of images"),
-        gr.Number(value=0, precision=0, label="Seed", info="Image k uses seed + k"),
-        gr.Radio(["last", "1", "2"], value="last", label="Stage", info="Stage I (small) or Stage II (large)"),
-    ]
+        gr.Slider(1, generative.MAX_IMAGES, value=4, step=1, label="Number of images", elem_id="generate-count"),
+        gr.Number(value=0, precision=0, label="Seed", info="Image k uses seed + k", elem_id="generate-seed"),
+        gr.Radio(["last", "1", "2"], value="last", label="Stage", info="Stage I (small) or Stage II (large)",
+                 elem_id="generate-stage"),
+    ]  # fmt: skip
 
 
 def _result_gallery(task: str, card_text: str, label: str = "Images") -> tuple[gr.Gallery, gr.Markdown, gr.Markdown]:
@@ -203,7 +207,8 @@ TABS: list[TabSpec] = [
     TabSpec("translate", "Translate", "Translate", "translate", translate_controls, model_label="Model (direction)"),
     TabSpec("synthesize", "Paint", "Synthesize", "synthesize", paint_controls, input_kind="paint",
             result_label="Label map / photo", on_model=paint_on_model),
-    TabSpec("generate", "Text", "Generate", "generate", text_controls, input_kind="text", result_kind="gallery"),
+    TabSpec("generate", "Text", "Generate", "generate", text_controls, input_kind="text", result_kind="gallery",
+            result_label="Images"),
 ]  # fmt: skip
 
 
