@@ -79,7 +79,7 @@ def test_converted_generator_matches_the_original(case: str, tmp_path: Path) -> 
     with torch.no_grad():
         out = converted(seg, z)
     assert out.shape == ref.shape and ref.std() > 1e-3
-    assert (out - ref).abs().max() < 1e-5
+    assert (out - ref).abs().max() < 1e-4  # float32 rounding of the baked weights; the bar is 1/255
     if kw.get("param_free", "batch") == "batch":  # running statistics are kept, not reset
         key = "head_0.norm_0.param_free_norm.running_var"
         assert torch.equal(out_sd[key], sd[key]) and not torch.allclose(sd[key], torch.ones_like(sd[key]))

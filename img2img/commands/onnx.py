@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--probe", type=Path, help="image for the parity check (default: a fixed smooth random image)")
     p.add_argument("--no-check", dest="check", action="store_false", help="skip the onnxruntime parity check")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
-    p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    p.add_argument("--overwrite", "--force", dest="overwrite", action="store_true", help="replace OUT if it exists")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,8 +37,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.suffix != ".onnx":
         raise Img2ImgError(f"output must end in .onnx, got {out.name}")
-    if out.exists() and not args.force:
-        raise Img2ImgError(f"{out} already exists; pass --force to overwrite it")
+    from img2img.io.fileio import refuse_existing
+
+    refuse_existing([out], overwrite=args.overwrite)
     probe = read_image(args.probe).rgb if args.probe else None
     model = load(args.model, device="cpu", precision="fp32", tile=0)
     report = export_onnx(model, out, probe=probe, check=args.check, opset=args.opset)
