@@ -1,5 +1,6 @@
-"""Training step time of pix2pix (unet_256, batch 1, 256x256) and CycleGAN (resnet_9blocks, 256x256)
-on this machine's CPU, through the real engine (`Trainer`): plain fp32 with contiguous (NCHW) tensors,
+"""Training step time of pix2pix (unet_256, batch 1, 256x256), CycleGAN (resnet_9blocks, 256x256), SPADE
+(configs/spade/small_facades.yaml, 128x128) and StackGAN Stage I (configs/stackgan/shapes_stage1.yaml, batch
+32, 64x64) on this machine's CPU, through the real engine (`Trainer`): plain fp32 with contiguous (NCHW) tensors,
 channels_last (the default on CPU until these numbers showed it slower for training), and bf16
 autocast in either layout. Each variant runs
 in the same process on the same synthetic data; the median of the timed steps is reported.
@@ -44,6 +45,22 @@ def make_data(root: Path, size: int) -> None:
         write_image(root / "trainB" / f"{i}.png", 1 - img)
 
 
+def make_shapes_encoder(root: Path) -> Path:
+    """A procedural shapes set and a text encoder trained for a few steps on it (Stage I needs one)."""
+    from img2img.data.shapes import make_shapes
+    from img2img.train import Trainer
+    from img2img.train.config import load_config
+
+    make_shapes(root / "shapes", 96, seed=0, size=64)
+    out = root / "text_encoder"
+    cfg = load_config(REPO / "configs" / "stackgan" / "shapes_text_encoder.yaml", [
+        f"data.root={root / 'shapes'}", f"train.out_dir={out}", "train.steps=2", "train.batch_size=8",
+        "train.progress=false", "train.resume=null", "train.device=cpu",
+    ])  # fmt: skip
+    Trainer(cfg).fit()
+    return out
+
+
 def step_times(config: str, overrides: list[str], steps: int, warmup: int) -> list[float]:
     """Seconds per optimisation step (all phases) of the engine on this config."""
     from img2img.train import Trainer
@@ -68,6 +85,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one timed step per variant (smoke run)")
     ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--only", default="", help="comma-separated words: run the jobs whose name has one (e.g. spade)")
     ap.add_argument("--out", default=str(HERE / "results" / "train.json"))
     args = ap.parse_args()
     size, steps, rounds = (256, 1, 1) if args.quick else (256, args.steps, 2)
@@ -79,20 +97,31 @@ def main() -> None:
             f"train.out_dir={root / 'run'}", "train.num_workers=0", "train.progress=false", "train.device=cpu",
             "train.resume=null", "train.batch_size=1", f"data.load_size={size}", f"data.crop_size={size}",
         ]  # fmt: skip
+        encoder = make_shapes_encoder(root)
+        small = [f"train.out_dir={root / 'run'}", "train.num_workers=0", "train.progress=false", "train.device=cpu",
+                 "train.resume=null"]  # fmt: skip
         jobs = {
-            "pix2pix unet_256": ("pix2pix/facades.yaml", [f"data.root={root / 'aligned'}", "data.direction=AtoB"]),
-            "cyclegan resnet_9blocks": ("cyclegan/horse2zebra.yaml", [f"data.root={root}"]),
-        }
+            "pix2pix unet_256": ("pix2pix/facades.yaml", [*common, f"data.root={root / 'aligned'}",
+                                                          "data.direction=AtoB"]),
+            "cyclegan resnet_9blocks": ("cyclegan/horse2zebra.yaml", [*common, f"data.root={root}"]),
+            "spade small_facades 128": ("spade/small_facades.yaml", [*small, f"data.root={root / 'aligned'}",
+                                        "val.root=null"]),
+            "stackgan stage1 shapes 64": ("stackgan/shapes_stage1.yaml", [*small, f"data.root={root / 'shapes'}",
+                                          f"text_encoder={encoder}"]),
+        }  # fmt: skip
+        wanted = [w for w in args.only.split(",") if w]
+        jobs = {k: v for k, v in jobs.items() if not wanted or any(w in k for w in wanted)}
         for job, (config, extra) in jobs.items():
             # Interleave the variants round by round so a busy machine skews them alike.
             times: dict[str, list[float]] = {v: [] for v in VARIANTS}
             for _ in range(rounds):
                 for v, o in VARIANTS.items():
-                    times[v] += step_times(config, [*common, *extra, *o], steps, warmup=1)
+                    times[v] += step_times(config, [*extra, *o], steps, warmup=1)
             med = {v: statistics.median(t) for v, t in times.items()}
             base = med["fp32 NCHW"]
             for v in VARIANTS:
-                rows.append({"model": job, "variant": v, "size": size, "step_s": med[v], "vs_fp32_nchw": base / med[v],
+                side = int(job.split()[-1]) if job[-1].isdigit() else size
+                rows.append({"model": job, "variant": v, "size": side, "step_s": med[v], "vs_fp32_nchw": base / med[v],
                              "steps_timed": len(times[v])})  # fmt: skip
     info = describe()
     print(f"\nimg2img training step time on {headline(info)}")

@@ -39,6 +39,13 @@ def test_text_encoder_exports_its_tokenizer_built_from_the_training_captions(run
     assert card["arch"] == "SentenceEncoder" and card["arch_kwargs"]["vocab_size"] == len(tok)
     assert "retrieval_top1" in runs.te.metrics and "TI/match" in runs.te.losses
     assert tok.encode("a purple circle").unknown == ["purple"]
+    from img2img.errors import Img2ImgError
+    from img2img.infer.model import load
+    from img2img.weights.format import read_card
+
+    assert read_card(runs.te.exported[0]).extra["role"] == "text_encoder"  # its card passes validation
+    with pytest.raises(Img2ImgError, match="a text encoder for training StackGAN, not a generator"):
+        load(runs.te.exported[0])
 
 
 def test_matching_loss_is_lower_for_matching_pairs() -> None:

@@ -32,6 +32,16 @@ class Int:
 
 
 @dataclass(frozen=True)
+class Optional:
+    """`rule`, or null for the arch's own default (e.g. Stage-II's c_dim: Stage I's)."""
+
+    rule: Any
+
+    def problem(self, v: Any) -> str:
+        return "" if v is None else self.rule.problem(v)
+
+
+@dataclass(frozen=True)
 class Float:
     lo: float
     hi: float
@@ -89,7 +99,7 @@ PARAMS: dict[str, dict[str, Int | Float | Choice | Kwargs]] = {
     "StageIGenerator": {"t_dim": Int(1, 16384), "c_dim": _w(), "z_dim": _w(), "gf": _w(),
                         "image_size": Int(8, 4096, power_of_two=True)},
     "StageIDiscriminator": {"df": _w(), "c_dim": _w(), "image_size": Int(8, 4096, power_of_two=True), "uncond": BOOL},
-    "StageIIGenerator": {"stage1": Kwargs("StageIGenerator"), "gf": _w(), "c_dim": _w(), "r_num": Int(0, 64),
+    "StageIIGenerator": {"stage1": Kwargs("StageIGenerator"), "gf": _w(), "c_dim": Optional(_w()), "r_num": Int(0, 64),
                          "up_factor": Int(1, 16, power_of_two=True), "stage1_train_mode": BOOL},
     "StageIIDiscriminator": {"df": _w(), "c_dim": _w(), "image_size": Int(8, 4096, power_of_two=True)},
     "SentenceEncoder": {"vocab_size": Int(1, 1_000_000), "embed_dim": _w(), "hidden": _w(), "out_dim": Int(1, 16384),

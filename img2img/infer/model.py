@@ -249,6 +249,11 @@ def load(
         from img2img.infer.image import ImageModel
 
         return ImageModel(card, nets[""], **common, **image_options)
+    if card.extra.get("role") == "text_encoder":
+        raise Img2ImgError(
+            f"{card.name} is a text encoder for training StackGAN, not a generator: name it in the `text_encoder:` "
+            "key of a stackgan stage-1 config, or generate with the exported StackGAN model"
+        )
     Model.refuse_image_options(card, image_options)
     from img2img.infer import tasks
 

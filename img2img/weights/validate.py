@@ -155,8 +155,13 @@ def check_card_dict(d: Any, where: str) -> None:
             raise fail(f"{label} {arch}: {'; '.join(problems)}")
     _check_output(d.get("output", {}), kind, fail, OUTPUT_SIZES)
     if d.get("inputs"):  # without them the Model of the kind says what it lacks
-        _check_inputs(d["inputs"], kind, fail)
-        _check_inputs_fit_the_arch(d, ARCHS[d["arch"]], kind, fail)
+        if kind == "text" and is_text_encoder(d):  # a StackGAN text encoder: tokenizer + embedding size only
+            dim = d["inputs"].get("embedding_dim")
+            if not (_whole(dim) and 1 <= dim <= 65536) or not isinstance(d["inputs"].get("tokenizer"), dict):
+                raise fail("a text encoder's card needs inputs.embedding_dim (1..65536) and inputs.tokenizer")
+        else:
+            _check_inputs(d["inputs"], kind, fail)
+            _check_inputs_fit_the_arch(d, ARCHS[d["arch"]], kind, fail)
     if kind == "image":
         _check_image_consistency(d, ARCHS[d["arch"]], fail)
 
@@ -172,6 +177,12 @@ def _check_output(out: dict, kind: str, fail: Any, sizes: tuple) -> None:
     for key in ("height", "width"):
         if key in out and not (_whole(out[key]) and 1 <= out[key] <= 16384):
             raise fail(f"output.{key} must be a whole number in 1..16384")
+
+
+def is_text_encoder(d: dict) -> bool:
+    """A card of a text encoder exported for StackGAN training (`extra.role`), not a generator."""
+    extra = d.get("extra")
+    return isinstance(extra, dict) and extra.get("role") == "text_encoder"
 
 
 def _check_inputs(inputs: dict, kind: str, fail: Any) -> None:
