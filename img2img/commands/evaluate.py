@@ -11,8 +11,8 @@ from pathlib import Path
 from img2img.errors import Img2ImgError
 
 HELP = (
-    "Evaluate a model: eval sr (PSNR/SSIM on Y), eval translate (L1/PSNR/SSIM vs targets), eval dist (FID, KID...), "
-    "eval shapes (text -> image attributes)."
+    "Evaluate a model: eval sr (PSNR/SSIM on Y), eval translate and eval synthesize (L1/PSNR/SSIM vs targets), "
+    "eval dist (FID, KID...), eval shapes (text -> image attributes)."
 )
 
 _EPILOG = """examples:
@@ -30,7 +30,7 @@ exit status: 0 done, 2 usage, data or model error"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from img2img.commands import eval_dist, eval_shapes
+    from img2img.commands import eval_dist, eval_shapes, eval_synthesize
 
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = _EPILOG
@@ -41,6 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         sub.formatter_class = argparse.RawDescriptionHelpFormatter
         sub.epilog = _EPILOG
         _add_paired_arguments(sub)
+    syn = tasks.add_parser("synthesize", help=eval_synthesize.HELP, description=eval_synthesize.HELP)
+    eval_synthesize.add_arguments(syn)
+    syn.set_defaults(_task_run=eval_synthesize.run)
     dist = tasks.add_parser("dist", help=eval_dist.HELP, description=eval_dist.HELP)
     eval_dist.add_arguments(dist)
     dist.set_defaults(_task_run=eval_dist.run)
@@ -131,7 +134,7 @@ def _fmt(v: float, digits: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if getattr(args, "_task_run", None) is not None:  # eval dist, eval shapes
+    if getattr(args, "_task_run", None) is not None:  # eval synthesize, dist, shapes
         return args._task_run(args)
     if args.record and not (args.weights.endswith(".safetensors") and Path(args.weights).is_file()):
         raise Img2ImgError(f"--record needs our .safetensors file as --weights, not {args.weights!r}")
