@@ -48,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
     model = load(args.weights, device=args.device, precision=args.precision)
     if model.task != "synthesize":
         other = {"upscale": "sr", "translate": "translate", "generate": "shapes or eval dist"}.get(model.task, "dist")
-        raise Img2ImgError(f"{model.card.name} is a {model.task} model, not label map -> photo; use `img2img eval {other}`")
+        raise Img2ImgError(
+            f"{model.card.name} is a {model.task} model, not label map -> photo; use `img2img eval {other}`"
+        )
     if args.style_from_target and model.encoder is None:
         raise Img2ImgError(f"{model.card.name} has no style encoder: --style-from-target needs one")
     spec = model.spec
