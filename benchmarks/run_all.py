@@ -1,0 +1,96 @@
+"""Run every benchmark of the project, one after another (never two at once: they would skew each other),
+and collect their results into benchmarks/results/all.json and a Markdown table, benchmarks/results/all.md,
+headed by the machine they ran on (CPU, its vector / bf16 instruction sets, threads).
+
+Run: python benchmarks/run_all.py [--quick] [--skip app,command]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from machine import describe, headline
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+BENCHES = {  # name -> (script, quick arguments)
+    "upscale": ("bench_upscale.py", ["--quick"]),
+    "command": ("bench_command.py", ["--repeats", "1", "--models", "realesr-animevideov3"]),
+    "train": ("bench_train.py", ["--quick"]),
+    "app": ("bench_app.py", ["--repeats", "2"]),
+    "eval": ("bench_eval.py", ["--max-images", "16"]),
+}
+
+
+def table(name: str, data: dict) -> list[str]:
+    """Markdown lines for one benchmark's result."""
+    lines = [f"### {name}", ""]
+    if name == "upscale":
+        lines += [
+            "| model | input | naive fp32 MP/s | default MP/s | bf16 MP/s | bf16 PSNR |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        lines += [f"| {r['model']} | {r['input']} | {r['naive_fp32_mp_s']:.3f} | {r['default_mp_s']:.3f} "
+                  f"({r['default_vs_naive']:.2f}x) | {r['bf16_mp_s']:.3f} ({r['bf16_vs_naive']:.2f}x) | "
+                  f"{r['psnr_bf16_vs_fp32_db']:.1f} dB |" for r in data["speed"]]  # fmt: skip
+        lines += [f"\nPeak RSS {m['model']} {m['input']}: {m['peak_rss_mb']:.0f} MB" for m in data.get("memory", [])]
+    elif name == "command":
+        lines += ["| model | variant | seconds | vs reference |", "| --- | --- | --- | --- |"]
+        for r in data["rows"]:
+            lines += [
+                f"| {r['model']} | {k} | {v:.2f} | {r['speed_vs_reference'][k]:.2f}x |" for k, v in r["seconds"].items()
+            ]
+    elif name == "train":
+        lines += ["| model | variant | size | s/step | vs fp32 NCHW |", "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {r['model']} | {r['variant']} | {r['size']} | {r['step_s']:.3f} | {r['vs_fp32_nchw']:.2f}x |"
+                  for r in data["rows"]]  # fmt: skip
+    elif name == "app":
+        lines += ["| model | input | in-process s | HTTP API s |", "| --- | --- | --- | --- |"]
+        lines += [
+            f"| {r['model']} | {r['input']} | {r['direct_s']:.3f} | {r['http_api_s']:.3f} |" for r in data["rows"]
+        ]
+    elif name == "eval":
+        lines += ["| extractor | preprocessing | images/s |", "| --- | --- | --- |"]
+        lines += [f"| {r['extractor']} | {r['preprocess']} | {r['images_per_s']:.1f} |" for r in data["rows"]]
+    return [*lines, ""]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="each benchmark's smoke settings")
+    ap.add_argument("--skip", default="", help="comma-separated benchmark names to leave out")
+    args = ap.parse_args()
+    skip = {s for s in args.skip.split(",") if s}
+    info = describe()
+    collected, failed = {}, {}
+    for name, (script, quick) in BENCHES.items():
+        if name in skip:
+            continue
+        out = RESULTS / (f"{name}_quick.json" if args.quick else f"{name}.json")
+        cmd = [sys.executable, str(HERE / script), "--out", str(out), *(quick if args.quick else [])]
+        print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
+        done = subprocess.run(cmd, cwd=HERE)
+        if done.returncode:
+            failed[name] = done.returncode
+            continue
+        collected[name] = json.loads(out.read_text())
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = "all_quick" if args.quick else "all"
+    (RESULTS / f"{stem}.json").write_text(json.dumps({**info, "results": collected, "failed": failed}, indent=2) + "\n")
+    lines = [f"# img2img benchmarks on {headline(info)}", "", f"torch {info['torch']}, {info['cores']} cores", ""]
+    for name, data in collected.items():
+        lines += table(name, data)
+    if failed:
+        lines += [f"Failed: {', '.join(f'{k} (exit {v})' for k, v in failed.items())}", ""]
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    print(f"wrote {RESULTS / (stem + '.json')} and {RESULTS / (stem + '.md')}")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
