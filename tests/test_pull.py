@@ -122,3 +122,20 @@ def test_unknown_name_and_unreachable_server(home: Path, capsys) -> None:
     assert "did you mean 'pix2pix-facades_label2photo'" in capsys.readouterr().err.lower()
     assert main(["weights", "pull", "pix2pix-sat2map", "--mirror", "http://127.0.0.1:9"]) == 2
     assert "could not download" in capsys.readouterr().err
+
+
+def test_pull_inception_fid_checks_the_file_and_puts_it_where_eval_finds_it(server, home: Path, capsys) -> None:
+    import hashlib
+
+    from img2img.eval.inception import FID_WEIGHTS_FILE, default_weights_path, random_inception
+
+    url, root = server
+    torch.save({"not": torch.zeros(3)}, root / FID_WEIGHTS_FILE)  # a file that is not the published one
+    assert main(["weights", "pull", "inception-fid", "--mirror", url]) == 2
+    assert "is not that of" in capsys.readouterr().err and not default_weights_path().exists()
+    torch.save(random_inception(0).state_dict(), root / FID_WEIGHTS_FILE)  # same layout, other weights
+    digest = hashlib.sha256((root / FID_WEIGHTS_FILE).read_bytes()).hexdigest()
+    assert main(["weights", "pull", "inception-fid", "--mirror", url, "--sha256", digest]) == 0
+    assert str(default_weights_path()) in capsys.readouterr().out
+    assert default_weights_path().read_bytes() == (root / FID_WEIGHTS_FILE).read_bytes()
+    assert not list(default_weights_path().parent.glob(".*pulled"))  # no partial files left behind
