@@ -219,3 +219,33 @@ def test_eval_dist_is_a_task_of_the_eval_command(tmp_path, monkeypatch, capsys) 
     monkeypatch.setenv("IMG2IMG_HOME", str(tmp_path / "home"))
     assert main(["eval", "dist", "--real", str(tmp_path / "a"), "--fake", str(tmp_path / "a")]) == 2
     assert "--inception-weights" in capsys.readouterr().err  # one line, no traceback
+
+
+def test_eval_dist_generates_the_fake_set_from_a_model_first(tmp_path, tiny_labels_model, tiny_text_model, capsys):
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    real, labels = tmp_path / "real", tmp_path / "labels"
+    real.mkdir(), labels.mkdir()
+    for i in range(3):
+        _save(real / f"r{i}.png", rng, 32, 32)
+        Image.fromarray(rng.integers(0, 3, (32, 32)).astype(np.uint8)).save(labels / f"l{i}.png")
+    Image.fromarray(np.full((32, 32), 9, np.uint8)).save(labels / "bad.png")  # id 9: not a class
+    base = ["--real", str(real), "--extractor", "random", "--metrics", "fid", "--no-progress"]
+    kept = tmp_path / "kept"
+    path, _ = tiny_labels_model
+    argv = [*base, "--weights", str(path), "--inputs", str(labels), "--save-fake", str(kept), "--seed", "4"]
+    assert eval_dist.run(_parser().parse_args(argv)) == 0
+    printed = capsys.readouterr().out
+    assert "generated 3 image(s)" in printed and "failed: bad.png" in printed and "FID" in printed
+    assert sorted(p.name for p in kept.iterdir()) == ["l0.png", "l1.png", "l2.png"]
+    out = tmp_path / "t.json"
+    argv = [*base, "--weights", str(tiny_text_model), "--text", "a red circle", "--text", "a blue square", "-n", "2",
+            "--json", str(out)]  # fmt: skip
+    assert eval_dist.run(_parser().parse_args(argv)) == 0
+    rep = json.loads(out.read_text())
+    assert rep["sizes"]["fake"] == 4 and "generated with" in rep["folders"]["fake"]
+    with pytest.raises(Img2ImgError, match="--fake DIR .* or --weights"):
+        eval_dist.run(_parser().parse_args(base))
+    with pytest.raises(Img2ImgError, match="give --inputs DIR, not prompts"):
+        eval_dist.run(_parser().parse_args([*base, "--weights", str(path), "--text", "x"]))

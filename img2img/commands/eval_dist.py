@@ -18,6 +18,8 @@ _EPILOG = """examples:
   img2img eval dist --real data/val --fake out/ --inception-weights pt_inception-2015-12-05-6726825d.pth
   img2img eval dist --real data/val --fake out/ --preprocess clean-fid --json dist.json --cache ~/.cache/feats
   img2img eval dist --real a/ --fake b/ --extractor random     # no weights: relative comparisons only
+  img2img eval dist --real data/val_photos --weights pix2pix-facades-small --inputs data/val_labels --extractor random
+  img2img eval dist --real shapes_photos/ --weights stackgan.safetensors --prompts prompts.txt -n 4 --seed 1
 weights: FID, KID and IS are defined on the 2015 TensorFlow Inception-v3; pytorch-fid's port
 pt_inception-2015-12-05-6726825d.pth (sha256-checked) is read from --inception-weights or
 $IMG2IMG_HOME/weights/ (default ~/.cache/img2img/weights/). It is never downloaded.
@@ -41,7 +43,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = _EPILOG
     p.add_argument("--real", required=True, type=Path, metavar="DIR", help="folder of real (reference) images")
-    p.add_argument("--fake", required=True, type=Path, metavar="DIR", help="folder of generated images")
+    p.add_argument("--fake", type=Path, metavar="DIR", help="folder of generated images (or generate them: --weights)")
+    g = p.add_argument_group("generate the fake set first (instead of --fake)")
+    g.add_argument("--weights", help="a model: catalog name or weights file; its kind decides the inputs")
+    g.add_argument(
+        "--inputs", type=Path, metavar="DIR", help="image or label-map files for upscale/translate/synthesize"
+    )
+    g.add_argument("--prompts", type=Path, metavar="FILE", help="text models: one prompt per line")
+    g.add_argument("--text", action="append", default=[], help="text models: a prompt (repeatable)")
+    g.add_argument("-n", type=int, default=1, dest="samples", help="text models: images per prompt (default 1)")
+    g.add_argument("--save-fake", type=Path, metavar="DIR", help="keep the generated images here (default: temporary)")
     p.add_argument(
         "--metrics", default=DEFAULT_METRICS, help=f"comma list of {','.join(METRICS)} (default %(default)s)"
     )
@@ -92,8 +103,19 @@ def _check_args(args: argparse.Namespace) -> Path | None:
     for flag, (value, least) in limits.items():
         if value < least:
             raise Img2ImgError(f"{flag} must be at least {least}, not {value}")
+    if (args.fake is None) == (args.weights is None):
+        raise Img2ImgError("give --fake DIR (generated images) or --weights W with --inputs / --prompts / --text")
+    if args.weights is not None:
+        if not (args.inputs or args.prompts or args.text):
+            raise Img2ImgError("--weights needs what to generate from: --inputs DIR, --prompts FILE or --text")
+        if args.inputs is not None and not args.inputs.is_dir():
+            raise Img2ImgError(f"--inputs {args.inputs} is not a folder")
+        if not 1 <= args.samples <= 64:
+            raise Img2ImgError(f"-n must be 1..64, not {args.samples}")
+        if args.save_fake is not None and args.save_fake.exists() and any(args.save_fake.iterdir()):
+            raise Img2ImgError(f"--save-fake {args.save_fake} is not empty; choose an empty or new folder")
     for flag, folder in (("--real", args.real), ("--fake", args.fake)):
-        if not folder.is_dir():
+        if folder is not None and not folder.is_dir():
             raise Img2ImgError(f"{flag} {folder} is not a folder")
     if args.extractor == "random":
         return None
@@ -225,10 +247,66 @@ def _describe(flag: str, folder: Path, fs) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from img2img.eval.features import RANDOM_NOTE, extract_folder, make_extractor
+    import tempfile
 
     names = _metrics(args.metrics)
     weights = _check_args(args)
+    tmp = tempfile.TemporaryDirectory(prefix="img2img-fake-") if args.weights and not args.save_fake else None
+    try:
+        if args.weights is not None:
+            args.fake = args.save_fake or Path(tmp.name)
+            made, failed = generate_fake(args, args.fake)
+            where = f" into {args.save_fake}" if args.save_fake else ""
+            print(f"generated {made} image(s) with {args.weights}{where} (seed {args.seed})")
+            for line in failed:
+                print(f"  failed: {line}")
+            if not made:
+                raise Img2ImgError("nothing was generated; see the failures above")
+        return _run(args, names, weights)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def generate_fake(args: argparse.Namespace, out: Path) -> tuple[int, list[str]]:
+    """Run `--weights` on `--inputs` (images or label maps) or prompts into `out` as PNGs; (count, failures)."""
+    from img2img.errors import Img2ImgError as Failure
+    from img2img.infer.jobs import read_prompts
+    from img2img.infer.model import load
+    from img2img.io.files import image_files
+    from img2img.io.images import read_image, write_image
+    from img2img.io.labels import read_label_map
+
+    model = load(args.weights, device="auto", precision="fp32")
+    out.mkdir(parents=True, exist_ok=True)
+    made, failed = 0, []
+    if model.kind == "text":
+        prompts = [*args.text, *(read_prompts(args.prompts) if args.prompts else [])]
+        if not prompts:
+            raise Img2ImgError("no prompts to generate from")
+        for i, result in enumerate(model(prompts, n=args.samples, seed=args.seed)):
+            for k, image in enumerate(result.images):
+                write_image(out / f"{i:04d}_{k:02d}.png", image)
+                made += 1
+        return made, failed
+    if args.inputs is None:
+        raise Img2ImgError(f"{model.card.name} is a {model.task} model: give --inputs DIR, not prompts")
+    for path in image_files(args.inputs):
+        try:
+            if model.kind == "labels":
+                image = model(read_label_map(path, model.spec), seed=args.seed)
+            else:
+                image = model(read_image(path).rgb)
+            write_image(out / f"{path.stem}.png", image)
+            made += 1
+        except Failure as e:
+            failed.append(f"{path.name}: {e}")
+    return made, failed
+
+
+def _run(args: argparse.Namespace, names: list[str], weights: Path | None) -> int:
+    from img2img.eval.features import RANDOM_NOTE, extract_folder, make_extractor
+
     extractor = make_extractor(args.extractor, weights=weights, seed=args.seed, device=args.device)
     print(f"features: {extractor.label}; preprocessing {args.preprocess}")
     sets = {}
@@ -245,7 +323,8 @@ def run(args: argparse.Namespace) -> int:
             **res,
             "sizes": {k: len(v.names) for k, v in sets.items()},
             "unreadable": {k: [{"file": n, "reason": r} for n, r in v.failures] for k, v in sets.items()},
-            "folders": {"real": str(args.real), "fake": str(args.fake)},
+            "folders": {"real": str(args.real), "fake": str(args.fake) if args.weights is None or args.save_fake
+                        else f"generated with {args.weights} (seed {args.seed})"},
             "extractor": args.extractor, "extractor_label": extractor.label, "extractor_id": extractor.fingerprint,
             "preprocessing": args.preprocess, "seeds": {"kid": args.seed, "is_shuffle": args.seed,
             "parzen_split": args.seed, "random_weights": args.seed if args.extractor == "random" else None},
