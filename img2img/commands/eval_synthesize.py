@@ -10,7 +10,7 @@ from pathlib import Path
 
 from img2img.errors import Img2ImgError
 
-HELP = "label map -> photo (SPADE): L1/PSNR/SSIM against the paired photos"
+HELP = "label map -> photo (SPADE): L1/PSNR/SSIM (+ LPIPS) against the paired photos"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,20 +31,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--record", metavar="KEY", help="also store the mean scores in the card under metrics.KEY")
+    from img2img.commands.evaluate import add_lpips_arguments
+
+    add_lpips_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
     import cv2
     import numpy as np
 
-    from img2img.commands.evaluate import _check_outputs, _fmt, _record, _write_json
+    from img2img.commands.evaluate import _check_outputs, _fmt, _record, _write_json, lpips_net, lpips_note
     from img2img.data.labels import LabelDataConfig, label_items, read_pair
+    from img2img.devices import resolve_device
+    from img2img.eval.lpips import image_distance
     from img2img.eval.metrics import translation_metrics
     from img2img.infer.model import load
     from img2img.io.labels import read_instance_map
 
     if args.size < 0 or (args.max_images is not None and args.max_images < 1):
         raise Img2ImgError("--size must be >= 0 and --max-images >= 1")
+    lp, lp_info = lpips_net(args, resolve_device(args.device))
     model = load(args.weights, device=args.device, precision=args.precision)
     if model.task != "synthesize":
         other = {"upscale": "sr", "translate": "translate", "generate": "shapes or eval dist"}.get(model.task, "dist")
@@ -66,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     width = max([len(n) for n in names] + [5])
     style = "style of each target (E)" if args.style_from_target else f"style seed {args.seed}"
     print(f"{model.card.name} on {args.data} ({layout}, {len(items)} pairs, {style})")
-    print(f"{'image':<{width}}  {'L1':>7}  {'PSNR':>7}  {'SSIM':>7}")
+    print(f"{'image':<{width}}  {'L1':>7}  {'PSNR':>7}  {'SSIM':>7}" + ("   LPIPS" if lp is not None else ""))
     rows = []
     for item, name in zip(items, names, strict=True):
         pair = read_pair(item, cfg, spec)
@@ -83,8 +89,11 @@ def run(args: argparse.Namespace) -> int:
                 inst = cv2.resize(inst.astype(np.int32), size, interpolation=cv2.INTER_NEAREST)
         out = model(ids, instances=inst, style=photo if args.style_from_target else None, seed=args.seed)
         m = translation_metrics(out, photo)
+        if lp is not None:
+            m["lpips"] = image_distance(lp, out, photo)
         rows.append({"name": name, **m})
-        print(f"{name:<{width}}  {m['l1']:>7.4f}  {_fmt(m['psnr'], 2):>7}  {m['ssim']:>7.4f}", flush=True)
+        tail = f"  {m['lpips']:>6.4f}" if lp is not None else ""
+        print(f"{name:<{width}}  {m['l1']:>7.4f}  {_fmt(m['psnr'], 2):>7}  {m['ssim']:>7.4f}{tail}", flush=True)
         if args.save_images is not None:
             from img2img.io.images import write_image
 
@@ -92,18 +101,22 @@ def run(args: argparse.Namespace) -> int:
             write_image(args.save_images / f"{name}.png", out)
     if not rows:
         raise Img2ImgError(f"no readable pairs in {args.data}")
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in ("l1", "psnr", "ssim")}
-    print(f"{'mean':<{width}}  {mean['l1']:>7.4f}  {_fmt(mean['psnr'], 2):>7}  {mean['ssim']:>7.4f}")
-    print("(RGB; outputs and targets quantised to 8 bits; L1 = mean |output - target| on [0, 1])")
+    mean = {
+        k: float(np.mean([r[k] for r in rows])) for k in ("l1", "psnr", "ssim") + (("lpips",) if lp is not None else ())
+    }
+    tail = f"  {mean['lpips']:>6.4f}" if lp is not None else ""
+    print(f"{'mean':<{width}}  {mean['l1']:>7.4f}  {_fmt(mean['psnr'], 2):>7}  {mean['ssim']:>7.4f}{tail}")
+    print(f"(RGB; outputs and targets quantised to 8 bits; L1 = mean |output - target| on [0, 1]{lpips_note(lp_info)})")
     protocol = (
         f"{args.data} ({layout}), " + (f"resized to {args.size}x{args.size} (labels nearest, photos bicubic), "
                                        if args.size else "") + f"{style}; outputs and targets quantised to 8 bits; "
-        "L1 = mean |output - target| on [0, 1]; PSNR/SSIM RGB"
+        "L1 = mean |output - target| on [0, 1]; PSNR/SSIM RGB" + lpips_note(lp_info)
     )  # fmt: skip
     if args.json is not None:
         _write_json(args.json, {"weights": args.weights, "data": str(args.data), "layout": layout, "size": args.size,
                                 "seed": args.seed, "style_from_target": args.style_from_target, "mean": mean,
-                                "protocol": protocol, "images": rows})  # fmt: skip
+                                "protocol": protocol, "images": rows}
+                    | ({"lpips_weights": lp_info.to_dict()} if lp_info else {}))  # fmt: skip
         print(f"wrote {args.json}")
     if args.record:
         _record(args, mean, protocol, len(rows))

@@ -11,7 +11,7 @@ from pathlib import Path
 from img2img.errors import Img2ImgError
 
 HELP = (
-    "Evaluate a model: eval sr (PSNR/SSIM on Y), eval translate and eval synthesize (L1/PSNR/SSIM vs targets), "
+    "Evaluate a model: eval sr (PSNR/SSIM on Y), eval translate and eval synthesize (L1/PSNR/SSIM/LPIPS vs targets), "
     "eval dist (FID, KID...), eval shapes (text -> image attributes)."
 )
 
@@ -21,11 +21,15 @@ _EPILOG = """examples:
   img2img eval sr --weights my.safetensors --data val/ --save-images out/   # val/ = lr/ + hr/ or HR only
   img2img eval translate --weights pix2pix-facades-small --data facades/val --size 128   # BtoA, from its card
   img2img eval translate --weights pix2pix-facades_label2photo --data facades/val --direction BtoA --train-mode
+  img2img eval translate --weights pix2pix-facades-small --data facades/val --size 128 --lpips
 sr data layouts: image_SRF_<scale>/ folders (Set5 root), *_LR/*_HR files in one folder, lr/ + hr/ folders
 matched by file name, or a folder of HR images (LR made with MATLAB bicubic imresize).
 translate data: side-by-side A|B images, or A/ + B/ folders matched by name (--layout folders);
 --direction BtoA feeds B and compares with A (default: the direction in the model's card).
 --train-mode: dropout on, batch statistics (released pix2pix).
+--lpips (translate, synthesize): LPIPS, AlexNet v0.1, from two local files (never downloaded):
+torchvision's alexnet-owt-7be5be79.pth and lpips' weights/v0.1/alex.pth, as --lpips-backbone / --lpips-linear
+or in $IMG2IMG_HOME/weights/ (the linear layers also from an installed lpips package).
 exit status: 0 done, 2 usage, data or model error"""
 
 
@@ -41,6 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         sub.formatter_class = argparse.RawDescriptionHelpFormatter
         sub.epilog = _EPILOG
         _add_paired_arguments(sub)
+        if task == "translate":
+            add_lpips_arguments(sub)
     syn = tasks.add_parser("synthesize", help=eval_synthesize.HELP, description=eval_synthesize.HELP)
     eval_synthesize.add_arguments(syn)
     syn.set_defaults(_task_run=eval_synthesize.run)
@@ -85,6 +91,38 @@ def _add_paired_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--size", type=int, default=0, help="resize pairs to SIZE x SIZE first (0 = as they are)")
     t.add_argument("--max-images", type=int, help="only the first N pairs (by name)")
     t.add_argument("--train-mode", action="store_true", help="dropout on + batch statistics (released pix2pix)")
+
+
+def add_lpips_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("LPIPS (AlexNet, v0.1; two local files, never downloaded)")
+    g.add_argument("--lpips", action="store_true", help="also score LPIPS (lower = perceptually closer)")
+    g.add_argument(
+        "--lpips-backbone",
+        type=Path,
+        metavar="FILE",
+        help="torchvision's alexnet-owt-7be5be79.pth (default: $IMG2IMG_HOME/weights/; implies --lpips)",
+    )
+    g.add_argument("--lpips-linear", type=Path, metavar="FILE",
+                   help="lpips' weights/v0.1/alex.pth (default: $IMG2IMG_HOME/weights/ or an installed lpips "
+                   "package; implies --lpips)")  # fmt: skip
+
+
+def lpips_net(args: argparse.Namespace, device):
+    """The LPIPS network and its weights' description when asked for (else (None, None)), loaded before any
+    work so missing files are refused first."""
+    if not (args.lpips or args.lpips_backbone or args.lpips_linear):
+        return None, None
+    from img2img.eval.lpips import find_weights, load_lpips
+
+    net, info = load_lpips(*find_weights(args.lpips_backbone, args.lpips_linear))
+    return net.to(device), info
+
+
+def lpips_note(info) -> str:
+    if info is None:
+        return ""
+    text = "; LPIPS AlexNet v0.1 on the 8-bit images scaled to [-1, 1]"
+    return text if info.published else text + " (not the released weights: not comparable with published LPIPS)"
 
 
 def _trained_direction(card) -> str:
@@ -184,6 +222,7 @@ def run_translate(args: argparse.Namespace) -> int:
     import numpy as np
 
     from img2img.data.paired import PairedDataConfig, PairedDataset
+    from img2img.eval.lpips import image_distance
     from img2img.eval.metrics import translation_metrics
     from img2img.infer.model import load
 
@@ -191,6 +230,9 @@ def run_translate(args: argparse.Namespace) -> int:
         raise Img2ImgError("eval translate takes translation --weights and no --scale")
     if args.size < 0 or (args.max_images is not None and args.max_images < 1):
         raise Img2ImgError("--size must be >= 0 and --max-images >= 1")
+    from img2img.devices import resolve_device
+
+    lp, lp_info = lpips_net(args, resolve_device(args.device))
     model = load(
         args.weights, device=args.device, precision=args.precision, tile=args.tile, train_mode=args.train_mode,
         ensemble=args.ensemble,
@@ -210,7 +252,7 @@ def run_translate(args: argparse.Namespace) -> int:
     width = max([len(n) for n in names] + [5])
     mode = "train mode (dropout, batch statistics)" if args.train_mode else "eval mode"
     print(f"{model.card.name} on {args.data} ({args.layout}, {args.direction}, {len(data)} pairs, {mode})")
-    print(f"{'image':<{width}}  {'L1':>7}  {'PSNR':>7}  {'SSIM':>7}")
+    print(f"{'image':<{width}}  {'L1':>7}  {'PSNR':>7}  {'SSIM':>7}" + ("   LPIPS" if lp is not None else ""))
     rows = []
     for i, name in enumerate(names):
         sample = data[i]
@@ -220,10 +262,13 @@ def run_translate(args: argparse.Namespace) -> int:
         x, target = [((sample[k].permute(1, 2, 0).numpy() + 1) / 2).clip(0, 1) for k in ("A", "B")]
         out = model(x)
         out = out if out.ndim == 3 else out[..., None]
-        m = translation_metrics(out if out.shape[2] == 3 else np.repeat(out, 3, 2),
-                                target if target.shape[2] == 3 else np.repeat(target, 3, 2))  # fmt: skip
+        out3, target3 = [a if a.shape[2] == 3 else np.repeat(a, 3, 2) for a in (out, target)]
+        m = translation_metrics(out3, target3)
+        if lp is not None:
+            m["lpips"] = image_distance(lp, out3, target3)
         rows.append({"name": name, **m})
-        print(f"{name:<{width}}  {m['l1']:>7.4f}  {_fmt(m['psnr'], 2):>7}  {m['ssim']:>7.4f}", flush=True)
+        tail = f"  {m['lpips']:>6.4f}" if lp is not None else ""
+        print(f"{name:<{width}}  {m['l1']:>7.4f}  {_fmt(m['psnr'], 2):>7}  {m['ssim']:>7.4f}{tail}", flush=True)
         if args.save_images is not None:
             from img2img.io.images import write_image
 
@@ -231,12 +276,17 @@ def run_translate(args: argparse.Namespace) -> int:
             write_image(args.save_images / f"{name}.png", out)
     if not rows:
         raise Img2ImgError(f"no readable pairs in {args.data}")
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in ("l1", "psnr", "ssim")}
-    print(f"{'mean':<{width}}  {mean['l1']:>7.4f}  {_fmt(mean['psnr'], 2):>7}  {mean['ssim']:>7.4f}")
-    print("(RGB; outputs and targets quantised to 8 bits; L1 = mean |output - target| on [0, 1])")
+    mean = {
+        k: float(np.mean([r[k] for r in rows])) for k in ("l1", "psnr", "ssim") + (("lpips",) if lp is not None else ())
+    }
+    tail = f"  {mean['lpips']:>6.4f}" if lp is not None else ""
+    print(f"{'mean':<{width}}  {mean['l1']:>7.4f}  {_fmt(mean['psnr'], 2):>7}  {mean['ssim']:>7.4f}{tail}")
+    print(f"(RGB; outputs and targets quantised to 8 bits; L1 = mean |output - target| on [0, 1]{lpips_note(lp_info)})")
     if args.json is not None:
         report = {"weights": args.weights, "data": str(args.data), "direction": args.direction, "size": args.size,
                   "train_mode": args.train_mode, "mean": mean, "images": rows}  # fmt: skip
+        if lp_info is not None:
+            report["lpips_weights"] = lp_info.to_dict()
         _write_json(args.json, report)
         print(f"wrote {args.json}")
     if args.record:
@@ -244,6 +294,7 @@ def run_translate(args: argparse.Namespace) -> int:
             f"{args.data} ({args.layout}, {args.direction}), "
             + (f"resized to {args.size}x{args.size}, " if args.size else "")
             + f"{mode}; outputs and targets quantised to 8 bits; L1 = mean |output - target| on [0, 1]; PSNR/SSIM RGB"
+            + lpips_note(lp_info)
         )
         _record(args, mean, protocol, len(rows))
     return 0
