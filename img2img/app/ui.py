@@ -31,8 +31,12 @@ def _model_choices(infos: list[WeightsInfo], runner: Runner, first: str | None =
     for info in ordered:
         card = runner.card(info.name)
         detail = card.extra.get("direction") if card is not None and info.task == "translate" else None
+        if info.task == "synthesize" and card is not None:
+            detail = f"{card.inputs.get('label_nc', '?')} classes"
+        elif info.task == "generate" and card is not None:
+            detail = f"{len(card.inputs.get('stages') or [])} stage(s), {card.output.get('height', '?')} px"
         detail = detail or f"x{info.scale}"
-        size = f", {info.size_mb:.0f} MB" if info.size_mb else ""
+        size = f", {info.size_mb:.{1 if info.size_mb < 1 else 0}f} MB" if info.size_mb else ""
         choices.append((f"{info.name} ({detail}{size})", info.name))
     return choices
 
@@ -251,8 +255,8 @@ def task_tab(spec: TabSpec, runner: Runner, infos: list[WeightsInfo]) -> None:
 def _header(settings: AppSettings) -> str:
     return (
         "# img2img\n"
-        "Super-resolution (ESRGAN family) and image-to-image translation (pix2pix, CycleGAN), "
-        "running on this server. "
+        "Super-resolution (ESRGAN family), image-to-image translation (pix2pix, CycleGAN), label map -> photo "
+        "(SPADE: paint a scene) and text -> image (StackGAN), running on this server. "
         f"Limits: {settings.max_pixels / 1e6:g} megapixels and {settings.max_file_mb:g} MB per image, "
         f"{settings.timeout:g} s of work per request; results are deleted after "
         f"{settings.cache_age / 60:g} minutes."
