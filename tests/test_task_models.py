@@ -97,3 +97,20 @@ def test_text_model_generates_per_stage_reproducibly_and_names_unknown_words(tin
     for bad, match in ((dict(stage=3), "stage"), (dict(n=0), "1..64"), (dict(embeddings=np.ones((1, 5))), "N x 16")):
         with pytest.raises(Img2ImgError, match=match):
             model(None if "embeddings" in bad else "a red circle", **bad)
+
+
+def test_instance_norm_label_models_take_label_maps_smaller_than_two_grid_cells(tmp_path) -> None:
+    from img2img.io.labels import LabelSpec
+
+    spec = LabelSpec(label_nc=3)
+    kw = {"label_nc": 3, "ngf": 2, "hidden": 4, "param_free": "instance", "spectral": False}
+    torch.manual_seed(0)
+    net = build_arch("SPADEGenerator", **kw).eval()
+    card = Card(name="tiny-spade-in", arch="SPADEGenerator", arch_kwargs=kw, task="synthesize",
+                value_range=(-1.0, 1.0), size_multiple=32, inputs=spec.to_dict())  # fmt: skip
+    model = img2img.load(save_weights(tmp_path / "s.safetensors", net, card), device="cpu")
+    for side in (8, 32, 40):  # 32 px is a 1 x 1 grid at the coarsest level: padded to 2 x 2 cells inside
+        ids = np.zeros((side, side), np.int64)
+        ids[side // 2 :] = 2
+        out = model(ids)
+        assert out.shape == (side, side, 3) and np.isfinite(out).all()

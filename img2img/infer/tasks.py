@@ -47,6 +47,9 @@ class LabelsModel(Model):
         self.size_multiple = math.lcm(int(card.size_multiple), int(getattr(net, "size_multiple", 1)))
         # A generator with a fixed output grid (SPADE with the VAE) sees label maps resized to that grid.
         self.fixed_size: tuple[int, int] | None = getattr(net, "output_size", None)
+        from img2img.layers import uses_image_statistics
+
+        self._per_image_statistics = uses_image_statistics(net.eval())
         self._forward = TileForward(net, self.device, self.precision, card.value_range)
         self.net = self._forward.net
         self.notes = self._forward.notes
@@ -74,7 +77,10 @@ class LabelsModel(Model):
             x = F.interpolate(x, size=self.fixed_size, mode="nearest")
         else:
             m = self.size_multiple
-            x = F.pad(x, (0, -w % m, 0, -h % m), mode="replicate")
+            # Instance norm needs more than one value per channel at the coarsest grid: at least 2 x 2 cells.
+            least = 2 * m if self._per_image_statistics else m
+            ph, pw = max(h + -h % m, least), max(w + -w % m, least)
+            x = F.pad(x, (0, pw - w, 0, ph - h), mode="replicate")
         z = self._latent(style, seed)
         y = self._forward(x, *([] if z is None else [z]), map_input=False)
         y = y[..., :h, :w] if self.fixed_size is None else y
