@@ -40,11 +40,9 @@ def run(args: argparse.Namespace) -> int:
     import cv2
     import numpy as np
 
-    from img2img.commands.evaluate import _check_outputs, _fmt, _record, _write_json, lpips_net, lpips_note
+    from img2img.commands.evaluate import PairedScores, _check_outputs, _record, _write_json, lpips_net, lpips_note
     from img2img.data.labels import LabelDataConfig, label_items, read_pair
     from img2img.devices import resolve_device
-    from img2img.eval.lpips import image_distance
-    from img2img.eval.metrics import translation_metrics
     from img2img.infer.model import load
     from img2img.io.labels import read_instance_map
 
@@ -69,15 +67,13 @@ def run(args: argparse.Namespace) -> int:
     items = label_items(cfg)
     names = [item.key.replace("/", "_") for item in items]
     _check_outputs(args, names)
-    width = max([len(n) for n in names] + [5])
     style = "style of each target (E)" if args.style_from_target else f"style seed {args.seed}"
     print(f"{model.card.name} on {args.data} ({layout}, {len(items)} pairs, {style})")
-    print(f"{'image':<{width}}  {'L1':>7}  {'PSNR':>7}  {'SSIM':>7}" + ("   LPIPS" if lp is not None else ""))
-    rows = []
+    table = PairedScores(args, names, lp, lp_info)
     for item, name in zip(items, names, strict=True):
         pair = read_pair(item, cfg, spec)
         if pair is None:
-            print(f"{name:<{width}}  unreadable, skipped")
+            table.skip(name)
             continue
         ids, photo = pair
         inst = read_instance_map(item.instance) if item.instance is not None else None
@@ -88,25 +84,8 @@ def run(args: argparse.Namespace) -> int:
             if inst is not None:
                 inst = cv2.resize(inst.astype(np.int32), size, interpolation=cv2.INTER_NEAREST)
         out = model(ids, instances=inst, style=photo if args.style_from_target else None, seed=args.seed)
-        m = translation_metrics(out, photo)
-        if lp is not None:
-            m["lpips"] = image_distance(lp, out, photo)
-        rows.append({"name": name, **m})
-        tail = f"  {m['lpips']:>6.4f}" if lp is not None else ""
-        print(f"{name:<{width}}  {m['l1']:>7.4f}  {_fmt(m['psnr'], 2):>7}  {m['ssim']:>7.4f}{tail}", flush=True)
-        if args.save_images is not None:
-            from img2img.io.images import write_image
-
-            args.save_images.mkdir(parents=True, exist_ok=True)
-            write_image(args.save_images / f"{name}.png", out)
-    if not rows:
-        raise Img2ImgError(f"no readable pairs in {args.data}")
-    mean = {
-        k: float(np.mean([r[k] for r in rows])) for k in ("l1", "psnr", "ssim") + (("lpips",) if lp is not None else ())
-    }
-    tail = f"  {mean['lpips']:>6.4f}" if lp is not None else ""
-    print(f"{'mean':<{width}}  {mean['l1']:>7.4f}  {_fmt(mean['psnr'], 2):>7}  {mean['ssim']:>7.4f}{tail}")
-    print(f"(RGB; outputs and targets quantised to 8 bits; L1 = mean |output - target| on [0, 1]{lpips_note(lp_info)})")
+        table.add(name, out, photo)
+    mean, rows = table.mean(), table.rows
     protocol = (
         f"{args.data} ({layout}), " + (f"resized to {args.size}x{args.size} (labels nearest, photos bicubic), "
                                        if args.size else "") + f"{style}; outputs and targets quantised to 8 bits; "

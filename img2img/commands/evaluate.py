@@ -217,13 +217,56 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+class PairedScores:
+    """The per-image table, mean and saved outputs of a paired evaluation (eval translate, eval synthesize):
+    L1 / PSNR / SSIM on RGB (+ LPIPS with `lp`), one printed row per image."""
+
+    def __init__(self, args: argparse.Namespace, names: list[str], lp: object = None, lp_info: object = None) -> None:
+        self.args, self.lp, self.lp_info, self.rows = args, lp, lp_info, []
+        self.width = max([len(n) for n in names] + [5])
+        print(f"{'image':<{self.width}}  {'L1':>7}  {'PSNR':>7}  {'SSIM':>7}" + ("   LPIPS" if lp is not None else ""))
+
+    def skip(self, name: str) -> None:
+        print(f"{name:<{self.width}}  unreadable, skipped")
+
+    def _line(self, name: str, m: dict[str, float]) -> str:
+        tail = f"  {m['lpips']:>6.4f}" if self.lp is not None else ""
+        return f"{name:<{self.width}}  {m['l1']:>7.4f}  {_fmt(m['psnr'], 2):>7}  {m['ssim']:>7.4f}{tail}"
+
+    def add(self, name: str, out, target) -> None:
+        """Score `out` against `target` (HxWx3 float in [0, 1]) and save `out` if asked."""
+        from img2img.eval.metrics import translation_metrics
+
+        m = translation_metrics(out, target)
+        if self.lp is not None:
+            from img2img.eval.lpips import image_distance
+
+            m["lpips"] = image_distance(self.lp, out, target)
+        self.rows.append({"name": name, **m})
+        print(self._line(name, m), flush=True)
+        if self.args.save_images is not None:
+            from img2img.io.images import write_image
+
+            self.args.save_images.mkdir(parents=True, exist_ok=True)
+            write_image(self.args.save_images / f"{name}.png", out)
+
+    def mean(self) -> dict[str, float]:
+        """The means, printed with the protocol line; an error when no pair was readable."""
+        if not self.rows:
+            raise Img2ImgError(f"no readable pairs in {self.args.data}")
+        keys = ("l1", "psnr", "ssim") + (("lpips",) if self.lp is not None else ())
+        mean = {k: sum(r[k] for r in self.rows) / len(self.rows) for k in keys}
+        print(self._line("mean", mean))
+        note = lpips_note(self.lp_info)
+        print(f"(RGB; outputs and targets quantised to 8 bits; L1 = mean |output - target| on [0, 1]{note})")
+        return mean
+
+
 def run_translate(args: argparse.Namespace) -> int:
     """L1 / PSNR / SSIM (RGB) of a translation model's outputs against the paired targets."""
     import numpy as np
 
     from img2img.data.paired import PairedDataConfig, PairedDataset
-    from img2img.eval.lpips import image_distance
-    from img2img.eval.metrics import translation_metrics
     from img2img.infer.model import load
 
     if args.weights.lower() == "bicubic" or args.scale is not None:
@@ -249,39 +292,20 @@ def run_translate(args: argparse.Namespace) -> int:
     ))  # fmt: skip
     names = [item.key.replace("/", "_") for item in data.items]
     _check_outputs(args, names)
-    width = max([len(n) for n in names] + [5])
     mode = "train mode (dropout, batch statistics)" if args.train_mode else "eval mode"
     print(f"{model.card.name} on {args.data} ({args.layout}, {args.direction}, {len(data)} pairs, {mode})")
-    print(f"{'image':<{width}}  {'L1':>7}  {'PSNR':>7}  {'SSIM':>7}" + ("   LPIPS" if lp is not None else ""))
-    rows = []
+    table = PairedScores(args, names, lp, lp_info)
     for i, name in enumerate(names):
         sample = data[i]
         if sample is None:
-            print(f"{name:<{width}}  unreadable, skipped")
+            table.skip(name)
             continue
         x, target = [((sample[k].permute(1, 2, 0).numpy() + 1) / 2).clip(0, 1) for k in ("A", "B")]
         out = model(x)
         out = out if out.ndim == 3 else out[..., None]
         out3, target3 = [a if a.shape[2] == 3 else np.repeat(a, 3, 2) for a in (out, target)]
-        m = translation_metrics(out3, target3)
-        if lp is not None:
-            m["lpips"] = image_distance(lp, out3, target3)
-        rows.append({"name": name, **m})
-        tail = f"  {m['lpips']:>6.4f}" if lp is not None else ""
-        print(f"{name:<{width}}  {m['l1']:>7.4f}  {_fmt(m['psnr'], 2):>7}  {m['ssim']:>7.4f}{tail}", flush=True)
-        if args.save_images is not None:
-            from img2img.io.images import write_image
-
-            args.save_images.mkdir(parents=True, exist_ok=True)
-            write_image(args.save_images / f"{name}.png", out)
-    if not rows:
-        raise Img2ImgError(f"no readable pairs in {args.data}")
-    mean = {
-        k: float(np.mean([r[k] for r in rows])) for k in ("l1", "psnr", "ssim") + (("lpips",) if lp is not None else ())
-    }
-    tail = f"  {mean['lpips']:>6.4f}" if lp is not None else ""
-    print(f"{'mean':<{width}}  {mean['l1']:>7.4f}  {_fmt(mean['psnr'], 2):>7}  {mean['ssim']:>7.4f}{tail}")
-    print(f"(RGB; outputs and targets quantised to 8 bits; L1 = mean |output - target| on [0, 1]{lpips_note(lp_info)})")
+        table.add(name, out3, target3)
+    mean, rows = table.mean(), table.rows
     if args.json is not None:
         report = {"weights": args.weights, "data": str(args.data), "direction": args.direction, "size": args.size,
                   "train_mode": args.train_mode, "mean": mean, "images": rows}  # fmt: skip
