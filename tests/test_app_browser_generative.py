@@ -157,6 +157,11 @@ def test_paint_strokes_in_two_classes_then_repaint_one(app, page) -> None:
     spec = app["spec"]
     palette = [tuple(c) for c in spec.palette]  # a: black, b: red, c: blue
     open_tab(page, app["url"], "Paint", "synthesize", "tiny-labels")
+    # Picking another model repaints the legend and the canvas (with the bundled facades model listed first).
+    page.wait_for_function(
+        "() => document.querySelector('#synthesize-legend').innerText.trim().split(/\\s+/).join(' ') === 'a b c'",
+        timeout=30_000,
+    )
     page.wait_for_selector(f"{EDITOR} button[aria-label='Color']", timeout=30_000)  # the editor's toolbar
     assert page.inner_text("#synthesize-legend").split() == ["a", "b", "c"]
     where = image_box(page, palette)
