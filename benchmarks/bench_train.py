@@ -120,7 +120,7 @@ def main() -> None:
             med = {v: statistics.median(t) for v, t in times.items()}
             base = med["fp32 NCHW"]
             for v in VARIANTS:
-                side = int(job.split()[-1]) if job[-1].isdigit() else size
+                side = int(job.rsplit(" ", 1)[-1]) if job.rsplit(" ", 1)[-1].isdigit() else size
                 rows.append({"model": job, "variant": v, "size": side, "step_s": med[v], "vs_fp32_nchw": base / med[v],
                              "steps_timed": len(times[v])})  # fmt: skip
     info = describe()
