@@ -170,3 +170,14 @@ def test_convert_command_writes_our_format(tmp_path: Path, capsys: pytest.Captur
     assert main(["convert", str(src), str(out), "--force"]) == 0
     assert main(["convert", str(src), str(tmp_path / "x.pth")]) == 2
     assert ".safetensors" in capsys.readouterr().err
+
+
+def test_models_lists_the_bundled_label_and_text_models_without_a_scale(capsys) -> None:
+    from img2img.cli import main
+
+    assert main(["models", "--task", "synthesize"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("spade-facades-small "))
+    assert row.split()[1:3] == ["synthesize", "-"] and "SPADEGenerator" in row
+    assert main(["models", "--task", "generate"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("stackgan-shapes-small "))
+    assert row.split()[1:3] == ["generate", "-"]

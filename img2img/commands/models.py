@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         (
             w.name,
             w.task,
-            f"x{w.scale}",
+            f"x{w.scale}" if w.task in ("upscale", "translate") else "-",  # label and text models make a new image
             w.arch,
             f"{w.params / 1e6:.2f} M",
             f"{w.size_mb:.1f} MB",
