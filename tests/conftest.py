@@ -168,3 +168,12 @@ def save_text_model(tmp_path: Path) -> Path:
 def tiny_text_model(tmp_path: Path) -> Path:
     """A tiny two-stage text -> image bundle (see `save_text_model`)."""
     return save_text_model(tmp_path)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny convs on a shared 2-core machine run far faster on one thread than on two contended ones."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -38,13 +38,7 @@ SMALL = REPO / "configs" / "esrgan" / "small_psnr_x4.yaml"
 DATA = Path(os.environ.get("IMG2IMG_DATA", REPO.parent / "shared" / "data"))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convs on a shared 2-core machine run far faster on one thread than on two contended ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny convs run faster on one thread
 
 
 @pytest.fixture

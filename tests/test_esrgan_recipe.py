@@ -24,13 +24,7 @@ ESRGAN_CONFIGS = sorted((REPO / "configs" / "esrgan").glob("*.yaml"))
 TINY_G = {"arch": "RRDBNet", "nf": 8, "nb": 1, "gc": 4, "scale": 4}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convs on a shared 2-core machine run far faster on one thread than on two contended ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny convs run faster on one thread
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from img2img.cli import main
@@ -23,12 +22,7 @@ SMALL_CFG = REPO / "configs" / "esrgan" / "small_psnr_x4.yaml"
 SMALL = REPO / "weights" / "esrgan-small-x4.safetensors"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny convs run faster on one thread
 
 
 def _images(folder: Path, n: int = 4) -> Path:
