@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 
 import numpy as np
 import pytest
@@ -111,15 +112,22 @@ def image_box(page, palette) -> tuple[float, float, float]:
     """Where the picture is drawn on the editor's canvas (page x, page y of its corner, css px per pixel),
     found like a person does: the area in the palette's colours."""
     canvas = page.locator(f"{EDITOR} .pixi-target canvas")
-    box = canvas.bounding_box()
-    shot = np.asarray(Image.open(io.BytesIO(canvas.screenshot())).convert("RGB")).astype(np.int32)
-    inside = np.zeros(shot.shape[:2], bool)
-    for colour in palette:
-        inside |= np.abs(shot - np.asarray(colour)).max(axis=2) <= 2
-    # Rows and columns mostly in palette colours (the toolbar's icons and the label's text are a few pixels).
-    cols = np.flatnonzero(inside.sum(axis=0) > inside.shape[0] / 4)
-    rows = np.flatnonzero(inside.sum(axis=1) > inside.shape[1] / 4)
-    assert len(cols) > 100 and len(rows) > 100, "the starting canvas is not shown"
+    # The editor draws the new background a moment after the legend changes (software WebGL can take
+    # seconds on a busy machine): look again until it is there.
+    deadline = time.monotonic() + 30
+    while True:
+        box = canvas.bounding_box()
+        shot = np.asarray(Image.open(io.BytesIO(canvas.screenshot())).convert("RGB")).astype(np.int32)
+        inside = np.zeros(shot.shape[:2], bool)
+        for colour in palette:
+            inside |= np.abs(shot - np.asarray(colour)).max(axis=2) <= 2
+        # Rows and columns mostly in palette colours (the toolbar's icons and the label's text are a few pixels).
+        cols = np.flatnonzero(inside.sum(axis=0) > inside.shape[0] / 4)
+        rows = np.flatnonzero(inside.sum(axis=1) > inside.shape[1] / 4)
+        if len(cols) > 100 and len(rows) > 100:
+            break
+        assert time.monotonic() < deadline, "the starting canvas is not shown"
+        page.wait_for_timeout(250)
     scale = (cols[-1] + 1 - cols[0]) / CANVAS
     assert abs((rows[-1] + 1 - rows[0]) / CANVAS - scale) < 0.02  # square: the whole canvas is in view
     return box["x"] + cols[0], box["y"] + rows[0], scale
