@@ -62,6 +62,17 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress", action="store_true", help="show progress bars even when stderr is not a terminal")
 
 
+def add_runtime_argument(p: argparse.ArgumentParser) -> None:
+    """`--engine` of image -> image commands (upscale, translate)."""
+    p.add_argument(
+        "--engine",
+        default="torch",
+        choices=["torch", "onnxruntime"],
+        help="onnxruntime: fp32 on the CPU through an ONNX export of the model, made on first use and cached "
+        "in $IMG2IMG_HOME/onnx (needs img2img[onnx]; see the README for when it is faster)",
+    )
+
+
 def rank_device(requested: str, world: int, local_rank: int) -> str:
     """Under torchrun each rank takes its own GPU (cuda:LOCAL_RANK): the device spec for this rank."""
     if world == 1 or requested not in ("auto", "cuda"):
@@ -116,7 +127,8 @@ def announce(args: argparse.Namespace, model: Any, rank: int) -> None:
     """One line on stderr saying which model runs where and at which precision (unless --quiet)."""
     if not args.quiet and rank == 0:
         why = " (auto)" if args.precision == "auto" else ""
-        print(f"{model.card.name} on {model.device}, {model.precision}{why}", file=sys.stderr)
+        runtime = ", onnxruntime" if getattr(model, "engine", "torch") != "torch" else ""
+        print(f"{model.card.name} on {model.device}, {model.precision}{why}{runtime}", file=sys.stderr)
 
 
 def finish(args: argparse.Namespace, verb: str, report: Any, output: Path, rank: int, world: int) -> int:

@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from img2img.commands.common import add_engine_arguments, add_file_arguments, run_files
+from img2img.commands.common import add_engine_arguments, add_file_arguments, add_runtime_argument, run_files
 from img2img.errors import ConfigError, WeightsError
 
 HELP = "Translate images or folders with a pix2pix / CycleGAN generator (labels -> photo, horse <-> zebra, ...)."
@@ -40,6 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="carry an alpha channel over resized, or drop it",
     )
     add_engine_arguments(p)
+    add_runtime_argument(p)
 
 
 def resolve(name: str, direction: str | None) -> str:
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     def load_model(device: str) -> Any:
         model = load(
             resolve(name, args.direction), device=device, precision=args.precision, tile=args.tile,
-            tile_overlap=args.tile_overlap, train_mode=args.train_mode, ensemble=args.ensemble,
+            tile_overlap=args.tile_overlap, train_mode=args.train_mode, ensemble=args.ensemble, engine=args.engine,
         )  # fmt: skip
         if model.task != "translate":
             raise ConfigError(f"{model.card.name} is a {model.task} model; run it with `img2img {model.task}`")

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from img2img.commands.common import add_engine_arguments, add_file_arguments, run_files
+from img2img.commands.common import add_engine_arguments, add_file_arguments, add_runtime_argument, run_files
 from img2img.errors import ConfigError
 
 HELP = "Upscale images or folders of images with a super-resolution model (Real-ESRGAN, ESRGAN)."
@@ -36,6 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="how to upscale an alpha channel (none drops it)",
     )
     add_engine_arguments(p)
+    add_runtime_argument(p)
 
 
 def _load_model(args: argparse.Namespace, device: str) -> Any:
@@ -44,7 +45,7 @@ def _load_model(args: argparse.Namespace, device: str) -> Any:
     name = str(args.weights) if args.weights is not None else (args.model or DEFAULT_MODEL)
     model = load(
         name, device=device, precision=args.precision, tile=args.tile, tile_overlap=args.tile_overlap,
-        ensemble=args.ensemble,
+        ensemble=args.ensemble, engine=args.engine,
     )  # fmt: skip
     if model.task != "upscale":
         raise ConfigError(

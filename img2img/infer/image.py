@@ -20,6 +20,7 @@ from img2img.weights.format import Card
 log = logging.getLogger(__name__)
 
 ALPHA_MODES = ("model", "bicubic", "none")
+ENGINES = ("torch", "onnxruntime")  # onnxruntime: fp32 on the CPU through the cached ONNX export
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # BT.601
 
 
@@ -53,7 +54,13 @@ class ImageModel(Model):
         max_output_pixels: int | None = None,
         train_mode: bool = False,
         ensemble: bool = False,
+        engine: str = "torch",
     ) -> None:
+        if engine not in ENGINES:
+            raise Img2ImgError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+        if engine == "onnxruntime":
+            _check_onnxruntime_options(device, precision, train_mode)
+            device, precision = "cpu", "fp32"
         for label, value in (("tile", tile), ("tile_overlap", tile_overlap)):
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise Img2ImgError(f"{label} must be a whole number >= 0 (0 for tile = whole image), not {value!r}")
@@ -73,8 +80,18 @@ class ImageModel(Model):
         self.tile = 0 if self.whole_images else tile
         self.tile_overlap = card.receptive_radius if tile_overlap is None else tile_overlap
         self.ensemble = bool(ensemble)
-        self._forward = TileForward(net, self.device, self.precision, card.value_range, self.ensemble)
-        self.net = self._forward.net
+        self.engine = engine
+        if engine == "onnxruntime":
+            from img2img.infer.onnx import OrtTileForward, cached_session
+
+            self.net = net.to("cpu", torch.float32).eval().requires_grad_(False)
+            self.notes = []
+            session, self.onnx_path = cached_session(self, notes=self.notes)
+            self._forward = OrtTileForward(session, self.ensemble)
+            self._forward.notes = self.notes
+        else:
+            self._forward = TileForward(net, self.device, self.precision, card.value_range, self.ensemble)
+            self.net = self._forward.net
         if train_mode:  # dropout on, batch statistics: how the released pix2pix results were made
             train_mode_inference(self.net)
         self.notes = self._forward.notes  # fp16 reruns and out-of-memory retries, for logs
@@ -247,11 +264,24 @@ class ImageModel(Model):
             "out_channels": self.out_channels, "tile": "auto" if self.tile is None else self.tile,
             "tile_overlap": self.tile_overlap, "train_mode": self.train_mode, "ensemble": self.ensemble,
             "params": sum(p.numel() for p in self.net.parameters()), "notes": list(self.notes),
+            "engine": self.engine,
         }  # fmt: skip
 
     def __repr__(self) -> str:
         d = self.describe()
         return f"Model({d['name']!r}, {d['task']} x{d['scale']}, {d['device']}, {d['precision']})"
+
+
+def _check_onnxruntime_options(device: str | torch.device, precision: str, train_mode: bool) -> None:
+    """The onnxruntime engine runs the exported eval-mode graph in fp32 on the CPU."""
+    if str(device) not in ("auto", "cpu"):
+        raise Img2ImgError(
+            f"the onnxruntime engine runs on the CPU: use device='cpu' (not {device!r}) or engine='torch'"
+        )
+    if str(precision).strip().lower() not in ("auto", "fp32", "float32"):
+        raise Img2ImgError(f"the onnxruntime engine runs fp32: use precision='auto' or 'fp32' (not {precision!r})")
+    if train_mode:
+        raise Img2ImgError("the onnxruntime engine runs the exported eval-mode graph: train_mode needs engine='torch'")
 
 
 def _as_hwc(image: np.ndarray) -> tuple[np.ndarray, bool]:

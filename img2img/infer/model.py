@@ -162,7 +162,7 @@ class Model:
 
     kind = ""
     # Options of `load` that only some kinds honour, with their neutral values.
-    IMAGE_OPTIONS = {"tile": None, "tile_overlap": None, "train_mode": False, "ensemble": False}
+    IMAGE_OPTIONS = {"tile": None, "tile_overlap": None, "train_mode": False, "ensemble": False, "engine": "torch"}
 
     def __init__(
         self, card: Card, *, device: str | torch.device = "auto", precision: str = "auto",
@@ -228,6 +228,7 @@ def load(
     max_output_pixels: int | None = None,
     train_mode: bool = False,
     ensemble: bool = False,
+    engine: str = "torch",
 ) -> Model:
     """Load a model by catalog name, released checkpoint, or our `.safetensors` file.
 
@@ -237,14 +238,16 @@ def load(
     train_mode: run dropout and batch norm as in training (batch statistics of each image), as the
     released pix2pix results were made; whole images only. Default: eval mode (running statistics).
     ensemble: average the outputs for the 8 flips / transposes of the input (8x slower; on SR
-    benchmarks typically +0.05-0.15 dB PSNR). The last four apply to image -> image models only.
+    benchmarks typically +0.05-0.15 dB PSNR). engine: torch, or onnxruntime (fp32 on the CPU through
+    an ONNX export of the network, made and checked against torch on first use and cached in
+    `$IMG2IMG_HOME/onnx`). The last five apply to image -> image models only.
 
     What the returned Model consumes follows from the card's task kind: `ImageModel` (upscale,
     translate) takes images, `LabelsModel` (synthesize) label maps, `TextModel` (generate) prompts.
     """
     nets, card = load_bundle(_resolve_path(name_or_path))
     common = dict(device=device, precision=precision, max_output_pixels=max_output_pixels)
-    image_options = dict(tile=tile, tile_overlap=tile_overlap, train_mode=train_mode, ensemble=ensemble)
+    image_options = dict(tile=tile, tile_overlap=tile_overlap, train_mode=train_mode, ensemble=ensemble, engine=engine)
     if card.kind == "image":
         from img2img.infer.image import ImageModel
 
