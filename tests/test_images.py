@@ -469,7 +469,8 @@ def test_write_rejects_bad_requests(tmp_path):
     bad = [
         (dict(rgb=RNG.random((4, 4, 2))), "shape"),
         (dict(rgb=np.zeros((0, 4, 3))), "non-empty"),
-        (dict(rgb=(rgb * 255).astype(np.uint8)), "floats"),
+        (dict(rgb=(rgb * 255).astype(np.int32)), "floats"),
+        (dict(rgb=(rgb * 255).astype(np.uint8), alpha=np.zeros((4, 4), np.uint16)), "one sample type"),
         (dict(rgb=np.full((4, 4, 3), np.nan)), "NaN"),
         (dict(rgb=rgb, alpha=RNG.random((3, 4))), "alpha shape"),
         (dict(rgb=rgb, bit_depth=12), "bit_depth"),
@@ -553,3 +554,21 @@ def test_real_16_bit_maps_photos_and_grey_jpegs(tmp_path):
     assert greys, "the horse2zebra set has greyscale JPEGs"
     img = read_image(greys[0])
     assert img.mode == "L" and np.array_equal(as_int(img.rgb[..., 0]), np.asarray(Image.open(greys[0])))
+
+
+def test_quantised_samples_are_written_as_they_are(tmp_path) -> None:
+    """uint8 / uint16 arrays (the engine's large outputs) are stored without a float round trip; a PNG taller
+    than one compression band decodes to the same samples; 16-bit samples saved at 8 bits are rounded."""
+    rgb8 = RNG.integers(0, 256, (1500, 1200, 3)).astype(np.uint8)  # several ~4 MB bands
+    alpha8 = RNG.integers(0, 256, (1500, 1200)).astype(np.uint8)
+    write_image(tmp_path / "a.png", rgb8, alpha8)
+    back = read_image(tmp_path / "a.png")
+    assert back.bit_depth == 8 and np.array_equal(np.rint(back.rgb * 255), rgb8)
+    assert np.array_equal(np.rint(back.alpha * 255), alpha8)
+    grey16 = RNG.integers(0, 65536, (40, 30)).astype(np.uint16)
+    write_image(tmp_path / "g.png", grey16, bit_depth=16)
+    g = read_image(tmp_path / "g.png")
+    assert g.bit_depth == 16 and np.array_equal(np.rint(g.rgb[..., 0] * 65535), grey16)
+    write_image(tmp_path / "g8.png", grey16)  # 8 bits asked: rounded like the float path
+    g8 = read_image(tmp_path / "g8.png")
+    assert np.array_equal(np.rint(g8.rgb[..., 0] * 255), np.rint(grey16 / 65535 * 255))

@@ -9,6 +9,7 @@ import secrets
 import struct
 import threading
 import zlib
+from collections.abc import Callable
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -355,6 +356,9 @@ def write_image(
             f"channel, or drop the alpha"
         )
     pix = _quantize(path, rgb, alpha, bit_depth if fmt in ("png", "tiff") else 8)
+    if fmt == "png":  # written as it is compressed: no second copy of a large image in memory
+        _atomic_write(path, lambda f: _write_png(f, pix, icc_profile))
+        return path
     try:
         data = _encode(fmt, pix, quality, icc_profile)
     except (OSError, ValueError) as e:
@@ -376,12 +380,21 @@ def _quantize(path: Path, rgb: np.ndarray, alpha: np.ndarray | None, depth: int)
         if a.shape != arr.shape[:2]:
             raise ImageError(f"{path}: alpha shape {a.shape} does not match the image size {arr.shape[:2]}")
         planes.append(a[..., None])
+    scale, dtype = (65535.0, np.uint16) if depth == 16 else (255.0, np.uint8)
+    if all(p.dtype in (np.uint8, np.uint16) for p in planes):  # already quantised (the engine's large outputs)
+        if len({p.dtype for p in planes}) > 1:
+            raise ImageError(f"{path}: rgb is {arr.dtype} but alpha is {planes[-1].dtype}; give one sample type")
+        out = np.concatenate(planes, axis=2) if len(planes) > 1 else arr
+        if out.dtype == dtype:
+            return out
+        if dtype == np.uint8:  # 16 -> 8 bits, rounded
+            return ((out.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+        return out.astype(np.uint16) * 257
     for p in planes:
         if p.dtype.kind != "f":
-            raise ImageError(f"{path}: pixels must be floats in [0, 1], not {p.dtype}")
+            raise ImageError(f"{path}: pixels must be floats in [0, 1] (or uint8 / uint16 samples), not {p.dtype}")
         if not np.isfinite(p).all():
             raise ImageError(f"{path}: the pixels contain NaN or infinite values")
-    scale, dtype = (65535.0, np.uint16) if depth == 16 else (255.0, np.uint8)
     out = np.concatenate(planes, axis=2) if len(planes) > 1 else arr
     return np.rint(np.clip(out, 0.0, 1.0) * scale).astype(dtype)
 
@@ -391,8 +404,10 @@ def _encode(fmt: str, pix: np.ndarray, quality: int, icc: bytes | None) -> bytes
         if pix.dtype == np.uint16 and pix.shape[2] == 2:  # OpenCV cannot read 16-bit grey+alpha TIFF
             pix = pix[..., [0, 0, 0, 1]]
         return _encode_tiff(pix, icc)
-    if pix.dtype == np.uint16:
-        return _encode_png16(pix, icc)
+    if fmt == "png":
+        buf = io.BytesIO()
+        _write_png(buf, pix, icc)
+        return buf.getvalue()
     if fmt == "webp" and pix.shape[2] <= 2:  # WebP has no grey mode
         pix = np.concatenate([pix[..., :1]] * 3 + [pix[..., 1:]], axis=2)
     lossless = fmt == "webp" and quality == 100
@@ -412,21 +427,40 @@ def _chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
-def _encode_png16(pix: np.ndarray, icc: bytes | None) -> bytes:
-    """16-bit PNG of any channel count with an iCCP chunk (Pillow has no 16-bit colour mode)."""
+def _write_png(f: Any, pix: np.ndarray, icc: bytes | None) -> None:
+    """PNG of 8- or 16-bit samples, any channel count, with an iCCP chunk, written to `f` band by band as
+    it is compressed, so a large image is never held twice. Every row uses the "Up" filter: on photos and
+    upscaled images it compresses better than "Sub" and about as well as Pillow's adaptive choice, at
+    half its time."""
     h, w, c = pix.shape
-    rows = pix.astype(">u2").reshape(h, w * c).view(np.uint8)
-    filtered = rows.copy()
-    filtered[:, 2 * c :] -= rows[:, : -2 * c]  # "Sub" filter (type 1): neighbours differ little
-    body = zlib.compress(np.concatenate([np.ones((h, 1), np.uint8), filtered], axis=1).tobytes(), _ZLEVEL)
-    ihdr = struct.pack(">IIBBBBB", w, h, 16, (0, 4, 2, 6)[c - 1], 0, 0, 0)
-    out = [b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", ihdr)]
+    depth = 16 if pix.dtype == np.uint16 else 8
+    bpp = c * depth // 8
+    f.write(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, (0, 4, 2, 6)[c - 1], 0, 0, 0)))
     if icc:
-        out.append(_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc)))
-    step = 1 << 24
-    out += [_chunk(b"IDAT", body[i : i + step]) for i in range(0, len(body), step)]
-    out.append(_chunk(b"IEND", b""))
-    return b"".join(out)
+        f.write(_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc)))
+    z = zlib.compressobj(_ZLEVEL)
+    pending: list[bytes] = []
+    size = 0
+    band = max(1, (4 << 20) // max(1, w * bpp))  # rows per ~4 MB band
+    above = np.zeros(w * bpp, np.uint8)  # the row before the first is zeros
+    for r in range(0, h, band):
+        rows = pix[r : r + band]
+        rows = (rows.astype(">u2") if depth == 16 else rows).reshape(len(rows), w * c).view(np.uint8)
+        filtered = np.empty((len(rows), w * bpp + 1), np.uint8)
+        filtered[:, 0] = 2  # filter type Up: each byte minus the one above it, modulo 256
+        np.subtract(rows[0], above, out=filtered[0, 1:])
+        np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])
+        above = rows[-1].copy()
+        out = z.compress(filtered.data)
+        if out:
+            pending.append(out)
+            size += len(out)
+        if size >= 1 << 20:
+            f.write(_chunk(b"IDAT", b"".join(pending)))
+            pending, size = [], 0
+    pending.append(z.flush())
+    f.write(_chunk(b"IDAT", b"".join(pending)))
+    f.write(_chunk(b"IEND", b""))
 
 
 def _encode_tiff(pix: np.ndarray, icc: bytes | None) -> bytes:
@@ -467,9 +501,10 @@ def _encode_tiff(pix: np.ndarray, icc: bytes | None) -> bytes:
     return bytes(out)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, data: bytes | Callable[[Any], None]) -> None:
     """Write to a temporary file in the same folder, then rename over `path`: a reader never sees a partial
-    file, and a failure leaves any previous file untouched."""
+    file, and a failure leaves any previous file untouched. `data` is the bytes, or a function that writes
+    them to the open file."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -477,7 +512,10 @@ def _atomic_write(path: Path, data: bytes) -> None:
             raise ImageError(f"{path}: is a folder; give a file name to write")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
