@@ -171,3 +171,51 @@ def test_automatic_tile_on_cpu(tmp_path: Path) -> None:
     assert m._auto_tile(1, 5000, 300) == 512
     x = torch.rand(1, 3, 40, 30)
     assert torch.equal(m.run_tensor(x), m.run_tensor(x, tile=0))
+
+
+@pytest.mark.parametrize("tile", [0, 9, 16, 23])
+def test_finished_blocks_cover_every_output_pixel_once_and_match_the_whole(tile: int) -> None:
+    """With a sink, run_tiled hands over the result in blocks, each pixel exactly once, equal to the
+    accumulated output (here an exact x2 nearest upscale, so any blending slip shows)."""
+    x = torch.rand(2, 3, 37, 52)
+    forward = nearest(2)
+    want = forward(x)
+    got = torch.full_like(want, float("nan"))
+    seen = torch.zeros(want.shape[-2:], dtype=torch.int32)
+
+    def sink(r0: int, r1: int, c0: int, c1: int, block: torch.Tensor) -> None:
+        got[:, :, r0:r1, c0:c1] = block
+        seen[r0:r1, c0:c1] += 1
+
+    assert tiling.run_tiled(forward, x, scale=2, tile=tile, overlap=5, multiple=2, sink=sink) is None
+    assert bool((seen == 1).all())
+    assert (got - want).abs().max() < 1e-6
+    assert (tiling.run_tiled(forward, x, scale=2, tile=tile, overlap=5, multiple=2) - want).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("case", ["compact-x4", "rrdb-x2"])
+def test_quantised_output_is_the_rounded_float_output(tmp_path: Path, case: str) -> None:
+    """model(img, dtype=uint8 | uint16), made band by band, gives the float result rounded: RGB, grey,
+    RGBA with alpha through the model, tiled and whole."""
+    import numpy as np
+
+    path = save(tmp_path, case)
+    rng = np.random.default_rng(0)
+    rgba = rng.random((41, 30, 4), dtype=np.float32)
+    for tile in (0, 13):
+        m = load(path, device="cpu", tile=tile)
+        for img, mode in ((rgba[..., :3], "model"), (rgba[..., 0], "model"), (rgba, "model"), (rgba, "none")):
+            ref = m(img, alpha_mode=mode)
+            for dtype, top in ((np.uint8, 255), (np.uint16, 65535)):
+                got = m(img, alpha_mode=mode, dtype=dtype)
+                assert got.dtype == dtype and got.shape == ref.shape
+                assert np.abs(got.astype(np.int64) - np.rint(ref * top)).max() <= 1
+
+
+def test_large_quantised_outputs_get_tiles_chosen_for_memory() -> None:
+    """A 2000 x 1500 x4 upscale made in uint8 bands uses smaller tiles than the float result would, and never
+    smaller than LEAN_MIN_TILE; small outputs keep the fast choice."""
+    m = load("realesr-animevideov3", device="cpu")
+    lean, normal = m._pick_tile(1, 1500, 2000, None, True), m._pick_tile(1, 1500, 2000, None, False)
+    assert tiling.LEAN_MIN_TILE <= lean < normal
+    assert m._pick_tile(1, 300, 200, None, True) == m._pick_tile(1, 300, 200, None, False)

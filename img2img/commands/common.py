@@ -151,7 +151,9 @@ def run_files(
     scale: Callable[[Any], Any],
 ) -> int:
     """The batch run of the image -> image commands: check the paths, load the model for this rank's
-    device, run `apply(model, image, tile_progress)` on every file, report, and return the exit code."""
+    device, run `apply(model, image, tile_progress, dtype)` on every file, report, and return the exit code.
+    `dtype` is the sample type the result is stored in (uint16 for 16-bit inputs, else uint8): the model
+    makes those samples band by band, so a large output is never held in float32."""
     import numpy as np
 
     from img2img.devices import launcher_env
@@ -173,7 +175,7 @@ def run_files(
         tiles = TileBar(bars, Path(img.path).name)
         seen = len(model.notes)  # the model notes fp16 reruns and out-of-memory tile retries
         try:
-            out = apply(model, x, tiles)
+            out = apply(model, x, tiles, np.uint16 if img.bit_depth == 16 else np.uint8)
         finally:
             tiles.close()
         return out, {"notes": list(model.notes[seen:])}

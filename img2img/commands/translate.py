@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"{model.card.name} is a {model.task} model; run it with `img2img {model.task}`")
         return model
 
-    def apply(model: Any, x: Any, tiles: Any) -> Any:
-        return model(x, alpha_mode=args.alpha, progress=tiles)
+    def apply(model: Any, x: Any, tiles: Any, dtype: Any) -> Any:
+        return model(x, alpha_mode=args.alpha, progress=tiles, dtype=dtype)
 
     return run_files(args, "translate", load_model, apply, scale=lambda m: 1)

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     def load(device: str) -> Any:
         return _load_model(args, device)
 
-    def apply(model: Any, x: Any, tiles: Any) -> Any:
-        return model(x, alpha_mode=args.alpha, outscale=args.outscale, progress=tiles)
+    def apply(model: Any, x: Any, tiles: Any, dtype: Any) -> Any:
+        return model(x, alpha_mode=args.alpha, outscale=args.outscale, progress=tiles, dtype=dtype)
 
     return run_files(args, "upscale", load, apply, scale=lambda m: args.outscale or m.scale)

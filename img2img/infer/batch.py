@@ -228,8 +228,8 @@ def run_batch(
 ) -> BatchReport:
     """Run `process` on this rank's share of the image files; every file succeeds, skips or fails on its own.
 
-    `process` gets a LoadedImage and returns (HxWxC float32 in [0, 1], C = 1|2|3|4 with alpha last;
-    info dict whose optional "notes" list is reported). `log` receives status messages (Ctrl-C).
+    `process` gets a LoadedImage and returns (HxWxC float32 in [0, 1] or uint8 / uint16 samples, C = 1|2|3|4
+    with alpha last; info dict whose optional "notes" list is reported). `log` receives status messages (Ctrl-C).
     """
     from img2img.io.images import read_image
 

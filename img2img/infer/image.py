@@ -101,17 +101,20 @@ class ImageModel(Model):
     # Tensor API ------------------------------------------------------------------------------
 
     def run_tensor(
-        self, x: torch.Tensor, *, tile: int | None = None, progress: tiling.Progress | None = None
-    ) -> torch.Tensor:
+        self, x: torch.Tensor, *, tile: int | None = None, progress: tiling.Progress | None = None,
+        sink: tiling.Sink | None = None,
+    ) -> torch.Tensor | None:  # fmt: skip
         """NCHW float in [0, 1] with the model's input channels -> NCHW float32 in [0, 1] on the
-        CPU, exactly `scale` times larger. Tiled; halves the tile and retries on out-of-memory."""
+        CPU, exactly `scale` times larger. Tiled; halves the tile and retries on out-of-memory. With
+        `sink`, the output goes to it in finished blocks (see `tiling.run_tiled`) and None is
+        returned; the automatic tile is then chosen for a small memory peak when the output is large."""
         if x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[2] < 1 or x.shape[3] < 1:
             raise ImageError(f"expected an N x {self.in_channels} x H x W tensor, got shape {tuple(x.shape)}")
         self._check_size(x.shape[2], x.shape[3], (x.shape[2] * self.scale, x.shape[3] * self.scale))
         x = x.detach().to("cpu", torch.float32)  # tiles go to the device one at a time
         if not bool(torch.isfinite(x).all()):
             raise ImageError("input tensor contains NaN or Inf values")
-        t = self._pick_tile(x.shape[0], x.shape[2], x.shape[3], self.tile if tile is None else tile)
+        t = self._pick_tile(x.shape[0], x.shape[2], x.shape[3], self.tile if tile is None else tile, sink is not None)
         while True:
             try:
                 with torch.no_grad():
@@ -123,6 +126,7 @@ class ImageModel(Model):
                         overlap=self.tile_overlap,
                         multiple=self.size_multiple,
                         progress=progress,
+                        sink=sink,
                     )
             except RuntimeError as e:  # torch.OutOfMemoryError is a RuntimeError
                 if not tiling.is_out_of_memory(e):
@@ -151,20 +155,28 @@ class ImageModel(Model):
         self.notes.append(note)
         return smaller
 
-    def _pick_tile(self, n: int, h: int, w: int, tile: int | None) -> int:
+    def _pick_tile(self, n: int, h: int, w: int, tile: int | None, lean: bool = False) -> int:
         if self.whole_images:
             return 0
         if tile is None:
-            tile = self._auto_tile(n, h, w)
+            tile = self._auto_tile(n, h, w, lean)
         if self._oom_tile is not None:
             tile = self._oom_tile if tile == 0 else min(tile, self._oom_tile)
         return tile
 
-    def _auto_tile(self, n: int, h: int, w: int) -> int:
+    def _auto_tile(self, n: int, h: int, w: int, lean: bool = False) -> int:
         """Whole image when it fits, else the largest tile the device's memory allows (see
-        `tiling.memory_budget` and `tiling.activation_bytes_per_pixel`)."""
+        `tiling.memory_budget` and `tiling.activation_bytes_per_pixel`). `lean` (a banded, quantised
+        output): for a large output the budget is also held to `tiling.lean_budget`, so that the work
+        beside the 8-bit result stays below it."""
         elem = 2 if self.precision == "fp16" else 4  # autocast keeps some fp32 tensors: count bf16 as 4
         budget, cap = tiling.memory_budget(self.device)
+        floor = 0
+        if lean:
+            lean_cap = tiling.lean_budget(n, h * self.scale, w * self.scale, self.out_channels)
+            if lean_cap < budget:
+                budget = lean_cap
+                floor = tiling.LEAN_MIN_TILE  # below it the tiles' overlap would multiply the work
 
         def size(per_px: float) -> int:
             return tiling.auto_tile_size(
@@ -176,7 +188,8 @@ class ImageModel(Model):
             if size(tiling.activation_bytes_bound(self.net, self.in_channels, self.scale, elem)) == 0:
                 return 0
             self._bytes_per_px = tiling.activation_bytes_per_pixel(self.net, self.in_channels, self.size_multiple, elem)
-        return size(self._bytes_per_px)
+        tile = size(self._bytes_per_px)
+        return max(tile, floor) if tile else 0
 
     # Image API -------------------------------------------------------------------------------
 
@@ -187,27 +200,36 @@ class ImageModel(Model):
         alpha_mode: str = "model",
         outscale: float | None = None,
         progress: tiling.Progress | None = None,
+        dtype: type | np.dtype | None = None,
     ) -> np.ndarray:
         """float32 HxW or HxWxC (C = 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA; straight alpha) in
         [0, 1] -> float32 in [0, 1] with the same layout, round(H*outscale) x round(W*outscale).
 
         alpha_mode: `model` runs alpha through the network, `bicubic` resizes it, `none` drops it.
         Colour is premultiplied by alpha around the network, so hidden colour cannot leak.
+        dtype: np.uint8 or np.uint16 returns rounded samples instead of floats. At the model's own scale
+        (no outscale resize, alpha by the model or none) they are made band by band as the tiles finish,
+        so a large result never exists in float32: the memory beside the result stays a fraction of it.
         """
         img, squeeze = _as_hwc(image)
         if alpha_mode not in ALPHA_MODES:
             raise Img2ImgError(f"alpha_mode must be one of {ALPHA_MODES}, not {alpha_mode!r}")
+        if dtype is not None and np.dtype(dtype) not in (np.uint8, np.uint16):
+            raise Img2ImgError(f"dtype must be None (float32), np.uint8 or np.uint16, not {dtype!r}")
         h, w = img.shape[:2]
         final = _final_size(h, w, self.scale if outscale is None else outscale)
         self._check_size(h, w, (h * self.scale, w * self.scale), final)
-        out = self._process(img, alpha_mode, final, progress)
+        if dtype is not None and final == (h * self.scale, w * self.scale) and alpha_mode != "bicubic":
+            out = self._process_banded(img, alpha_mode, np.dtype(dtype), progress)
+        else:
+            out = self._process(img, alpha_mode, final, progress)
+            if dtype is not None:
+                out = _quantise(out, np.dtype(dtype))
         return out[..., 0] if squeeze else out
 
-    def _process(
-        self, img: np.ndarray, alpha_mode: str, final: tuple[int, int], progress: tiling.Progress | None
-    ) -> np.ndarray:
-        import cv2
-
+    def _network_batch(self, img: np.ndarray, alpha_mode: str) -> tuple[torch.Tensor, dict]:
+        """The NCHW batch the network runs for `img` (colour, premultiplied when alpha is kept, and alpha as
+        a grey image when the model upscales it) and how to put its output back together."""
         c = img.shape[2]
         has_alpha = c in (2, 4)
         colour, alpha = img[..., : c - has_alpha], img[..., c - 1] if has_alpha else None
@@ -218,18 +240,58 @@ class ImageModel(Model):
         batch, per_channel = self._colour_batch(colour)
         if keep_alpha and alpha_mode == "model":
             batch.append(np.repeat(alpha[..., None], self.in_channels, axis=2))
-        x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2)
-        y = self.run_tensor(x, progress=progress).permute(0, 2, 3, 1).numpy()
-        if per_channel:
-            out = np.concatenate([y[i] for i in range(colour.shape[2])], axis=2)
+        stacked = batch[0][None] if len(batch) == 1 else np.stack(batch)  # one image: a view, not a copy
+        x = torch.from_numpy(stacked).permute(0, 3, 1, 2)
+        layout = {"colour": colour.shape[2], "per_channel": per_channel, "alpha": alpha if keep_alpha else None}
+        return x, layout
+
+    @staticmethod
+    def _assemble(y: np.ndarray, layout: dict, alpha_mode: str) -> np.ndarray:
+        """N x H x W x C network outputs -> H x W x (colour + alpha) premultiplied floats (alpha by the model)."""
+        cc = layout["colour"]
+        if layout["per_channel"]:
+            out = np.concatenate([y[i] for i in range(cc)], axis=2)
         else:
-            out = _convert_channels(y[0], colour.shape[2])
-        if keep_alpha:
-            if alpha_mode == "model":
-                a = y[-1].mean(axis=2)
-            else:
-                size = (out.shape[1], out.shape[0])
-                a = cv2.resize(np.ascontiguousarray(alpha), size, interpolation=cv2.INTER_CUBIC)
+            out = _convert_channels(y[0], cc)
+        if layout["alpha"] is not None and alpha_mode == "model":
+            out = np.concatenate([out, y[-1].mean(axis=2)[..., None]], axis=2)
+        return out
+
+    @staticmethod
+    def _finish(out: np.ndarray, keep_alpha: bool) -> np.ndarray:
+        """Clip to [0, 1] and un-premultiply colour (in place when `out` is our own buffer)."""
+        out = np.clip(out, 0, 1, out=out if out.flags.c_contiguous and out.flags.writeable else None)
+        if keep_alpha:  # un-premultiply; near alpha=0 the colour is invisible, so only avoid blow-ups
+            out[..., :-1] = np.clip(out[..., :-1] / np.maximum(out[..., -1:], 1 / 512), 0, 1)
+        return out
+
+    def _process_banded(
+        self, img: np.ndarray, alpha_mode: str, dtype: np.dtype, progress: tiling.Progress | None
+    ) -> np.ndarray:
+        x, layout = self._network_batch(img, alpha_mode)
+        keep_alpha = layout["alpha"] is not None
+        h, w = img.shape[:2]
+        result = np.empty((h * self.scale, w * self.scale, layout["colour"] + keep_alpha), dtype)
+
+        def sink(r0: int, r1: int, c0: int, c1: int, block: torch.Tensor) -> None:
+            part = self._assemble(block.permute(0, 2, 3, 1).numpy(), layout, alpha_mode)
+            result[r0:r1, c0:c1] = _quantise(self._finish(part, keep_alpha), dtype)
+
+        self.run_tensor(x, progress=progress, sink=sink)
+        return result
+
+    def _process(
+        self, img: np.ndarray, alpha_mode: str, final: tuple[int, int], progress: tiling.Progress | None
+    ) -> np.ndarray:
+        import cv2
+
+        x, layout = self._network_batch(img, alpha_mode)
+        y = self.run_tensor(x, progress=progress).permute(0, 2, 3, 1).numpy()
+        out = self._assemble(y, layout, alpha_mode)
+        keep_alpha = layout["alpha"] is not None
+        if keep_alpha and alpha_mode == "bicubic":
+            size = (out.shape[1], out.shape[0])
+            a = cv2.resize(np.ascontiguousarray(layout["alpha"]), size, interpolation=cv2.INTER_CUBIC)
             out = np.concatenate([out, a[..., None]], axis=2)
         if out.shape[:2] != final:  # resize premultiplied colour: correct at alpha edges
             shrink = final[0] * final[1] < out.shape[0] * out.shape[1]
@@ -237,10 +299,7 @@ class ImageModel(Model):
             out = cv2.resize(np.ascontiguousarray(out), (final[1], final[0]), interpolation=flag)
             out = out.reshape(final[0], final[1], -1)  # cv2 drops a single channel axis
         # In place when `out` is already our own contiguous buffer; else this is the one copy made.
-        out = np.clip(out, 0, 1, out=out if out.flags.c_contiguous and out.flags.writeable else None)
-        if keep_alpha:  # un-premultiply; near alpha=0 the colour is invisible, so only avoid blow-ups
-            out[..., :-1] = np.clip(out[..., :-1] / np.maximum(out[..., -1:], 1 / 512), 0, 1)
-        return out
+        return self._finish(out, keep_alpha)
 
     def _colour_batch(self, colour: np.ndarray) -> tuple[list[np.ndarray], bool]:
         """Network inputs for grey or RGB `colour`, and whether they are per-channel grey images."""
@@ -301,6 +360,12 @@ def _as_hwc(image: np.ndarray) -> tuple[np.ndarray, bool]:
     if lo < -0.01 or hi > 1.01:
         raise ImageError(f"pixel values span [{lo:g}, {hi:g}], expected [0, 1]; divide 8-bit data by 255")
     return (np.clip(img, 0, 1) if lo < 0 or hi > 1 else img), squeeze
+
+
+def _quantise(out: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Floats in [0, 1] -> rounded uint8 / uint16 samples."""
+    top = 255.0 if dtype == np.uint8 else 65535.0
+    return np.rint(np.clip(out, 0, 1) * top).astype(dtype)
 
 
 def _final_size(h: int, w: int, outscale: float) -> tuple[int, int]:

@@ -27,6 +27,7 @@ ACTIVATION_FACTOR = 6  # peak live memory / largest single activation (measured 
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 Progress = Callable[[int, int], None]
+Sink = Callable[[int, int, int, int, torch.Tensor], None]
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -80,47 +81,87 @@ def run_tiled(
     overlap: int,
     multiple: int = 1,
     progress: Progress | None = None,
-) -> torch.Tensor:
+    sink: Sink | None = None,
+) -> torch.Tensor | None:
     """Evaluate `forward` (NCHW -> NCHW, `scale`x larger, on CPU) over CPU `x` in tiles.
 
     `tile` = core size in input pixels (0 = whole image in one pass); `overlap` = feather band
-    width and context, in input pixels. Returns float32 (N, C', H*scale, W*scale) on CPU.
+    width and context, in input pixels. Returns float32 (N, C', H*scale, W*scale) on CPU; with `sink`,
+    returns None and hands the output over in finished blocks instead: `sink(r0, r1, c0, c1, block)`
+    with output rows [r0, r1) x columns [c0, c1) as float32 (N, C', r1 - r0, c1 - c0), each pixel once.
+    Only the pixels still waiting for a neighbouring tile are then held in float32: one tile's output
+    and the seam rows below the current row of tiles, never the whole result.
     """
     n, _, h, w = x.shape
     xp = pad_to_multiple(x, multiple)
     hp, wp = xp.shape[-2:]
     oh, ow = h * scale, w * scale
+    out: torch.Tensor | None = None
+    if sink is None:
+
+        def sink(r0: int, r1: int, c0: int, c1: int, block: torch.Tensor) -> None:
+            nonlocal out
+            if out is None:
+                out = torch.empty(n, block.shape[1], oh, ow, dtype=torch.float32)
+            out[:, :, r0:r1, c0:c1] = block
+
     if tile <= 0 or (hp <= tile and wp <= tile):
         y = forward(xp)
         _check_out(y, xp, scale)
         if progress:
             progress(1, 1)
-        return y[..., :oh, :ow].clone()  # clone: a normal tensor, even if forward ran in inference mode
+        sink(0, oh, 0, ow, y[..., :oh, :ow])
+        return out
 
     rows, cols = split_cores(hp, tile), split_cores(wp, tile)
     shortest = min(e - s for s, e in rows + cols)
     half = min(overlap / 2, shortest / 2)  # bands of adjacent seams must not overlap
     ext = math.ceil(half + overlap)
     total, done = len(rows) * len(cols), 0
-    out: torch.Tensor | None = None
-    for ys, ye in rows:
-        y0, y1 = _span(ys, ye, hp, ext, multiple)
-        r0, r1 = y0 * scale, min(y1 * scale, oh)
-        wy = _ramp(ys, ye, hp, half, r0, r1, scale)
-        for xs, xe in cols:
-            x0, x1 = _span(xs, xe, wp, ext, multiple)
-            q0, q1 = x0 * scale, min(x1 * scale, ow)
+    row_spans = [_span(ys, ye, hp, ext, multiple) for ys, ye in rows]
+    col_spans = [_span(xs, xe, wp, ext, multiple) for xs, xe in cols]
+    # Output rows (columns) above (left of) the next row's (column's) first output pixel get no more weight.
+    row_final = [min(a * scale, oh) for a, _ in row_spans[1:]] + [oh]
+    col_final = [min(a * scale, ow) for a, _ in col_spans[1:]] + [ow]
+    carry: torch.Tensor | None = None  # rows [top, top + carry height) x all columns, from the row above
+    top = 0
+    for (ys, ye), (y0, y1), r_done in zip(rows, row_spans, row_final, strict=True):
+        r1 = min(y1 * scale, oh)
+        height = max(r1, top) - top  # this row of tiles covers output rows [top, r1)
+        wy = _ramp(ys, ye, hp, half, top, top + height, scale)
+        acc: torch.Tensor | None = None  # rows [top, r1) x columns [left, left + acc width)
+        left = 0
+        next_carry: torch.Tensor | None = None
+        for (xs, xe), (x0, x1), c_done in zip(cols, col_spans, col_final, strict=True):
+            q0, q1 = min(x0 * scale, ow), min(x1 * scale, ow)
             y = forward(xp[:, :, y0:y1, x0:x1])
             _check_out(y, xp[:, :, y0:y1, x0:x1], scale)
-            if out is None:
-                out = torch.zeros(n, y.shape[1], oh, ow, dtype=torch.float32)
-            if r1 > r0 and q1 > q0:  # tiles lying wholly in the padding add nothing
+            if acc is None or acc.shape[3] < q1 - left:  # widen to this tile; new columns start from the carry
+                grown = torch.zeros(n, y.shape[1], height, max(q1, left) - left, dtype=torch.float32)
+                have = 0 if acc is None else acc.shape[3]
+                if acc is not None:
+                    grown[..., :have] = acc
+                if carry is not None:
+                    k = min(carry.shape[2], height)
+                    grown[:, :, :k, have:] = carry[:, :, :k, left + have : left + grown.shape[3]]
+                acc = grown
+            if height > 0 and q1 > q0:  # tiles lying wholly in the padding add nothing
                 wgt = wy[:, None] * _ramp(xs, xe, wp, half, q0, q1, scale)[None, :]
-                out[:, :, r0:r1, q0:q1] += y[:, :, : r1 - r0, : q1 - q0] * wgt
+                acc[:, :, :, q0 - left : q1 - left] += y[:, :, :height, : q1 - q0] * wgt
             done += 1
             if progress:
                 progress(done, total)
-    assert out is not None
+            if c_done > left:  # columns [left, c_done) of this row of tiles are complete
+                width = c_done - left
+                if r_done > top:
+                    sink(top, r_done, left, c_done, acc[:, :, : r_done - top, :width])
+                if r1 > r_done:  # the seam rows below wait for the next row of tiles
+                    if next_carry is None:
+                        next_carry = torch.zeros(n, acc.shape[1], r1 - r_done, ow, dtype=torch.float32)
+                    next_carry[..., left:c_done] = acc[:, :, r_done - top :, :width]
+                acc = acc[..., width:].clone() if width < acc.shape[3] else None
+                left = c_done
+        carry, top = next_carry, max(top, r_done)
     return out
 
 
@@ -195,6 +236,21 @@ def memory_budget(device: torch.device) -> tuple[int, int]:
         free, _total = torch.cuda.mem_get_info(device)
         return int(free * 0.6), CUDA_TILE_CAP
     return min(available_system_memory() // 2, CPU_BUDGET_CAP), CPU_TILE_CAP
+
+
+LEAN_OUTPUT_BYTES = 256 << 20  # outputs above this (as float32) get tiles chosen for memory (`lean_budget`)
+LEAN_MIN_BUDGET = 32 << 20
+LEAN_MIN_TILE = 128  # smallest lean tile: with ~25 px of context on each side, smaller ones cost 1.8x the work
+
+
+def lean_budget(n: int, out_h: int, out_w: int, channels: int) -> int:
+    """Activation bytes a tile may use when the output is made in quantised bands: unbounded for outputs
+    under LEAN_OUTPUT_BYTES as float32, else half the 8-bit output (at least LEAN_MIN_BUDGET), so
+    the work beside the result (input, a row of tiles in float32, the network) stays about its size."""
+    out_bytes = n * out_h * out_w * channels
+    if out_bytes * 4 <= LEAN_OUTPUT_BYTES:
+        return 1 << 62
+    return max(LEAN_MIN_BUDGET, out_bytes // 2)
 
 
 def available_system_memory() -> int:
