@@ -22,6 +22,7 @@ BENCHES = {  # name -> (script, quick arguments)
     "command": ("bench_command.py", ["--repeats", "1", "--models", "realesr-animevideov3"]),
     # quick: no CycleGAN resnet_9blocks, whose emulated-bf16 steps take minutes on AVX2-only CPUs
     "train": ("bench_train.py", ["--quick", "--only", "pix2pix,spade,stackgan"]),
+    "memory": ("bench_memory.py", ["--quick"]),
     "app": ("bench_app.py", ["--repeats", "2"]),
     "eval": ("bench_eval.py", ["--max-images", "16"]),
 }
@@ -45,6 +46,12 @@ def table(name: str, data: dict) -> list[str]:
             lines += [
                 f"| {r['model']} | {k} | {v:.2f} | {r['speed_vs_reference'][k]:.2f}x |" for k, v in r["seconds"].items()
             ]
+    elif name == "memory":
+        lines += ["| model | input | runtime MiB | peak MiB | above runtime | uint8 output | ratio | s |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+        lines += [f"| {r['model']} | {r['input']} | {r['runtime_peak_mib']:.0f} | {r['peak_mib']:.0f} | "
+                  f"{r['above_runtime_mib']:.0f} | {r['uint8_output_mib']:.0f} | {r['above_runtime_vs_output']:.2f}x | "
+                  f"{r['seconds']:.1f} |" for r in data["rows"]]  # fmt: skip
     elif name == "train":
         lines += ["| model | variant | size | s/step | vs fp32 NCHW |", "| --- | --- | --- | --- | --- |"]
         lines += [f"| {r['model']} | {r['variant']} | {r['size']} | {r['step_s']:.3f} | {r['vs_fp32_nchw']:.2f}x |"

@@ -120,12 +120,14 @@ def run_tiled(
     total, done = len(rows) * len(cols), 0
     row_spans = [_span(ys, ye, hp, ext, multiple) for ys, ye in rows]
     col_spans = [_span(xs, xe, wp, ext, multiple) for xs, xe in cols]
-    # Output rows (columns) above (left of) the next row's (column's) first output pixel get no more weight.
-    row_final = [min(a * scale, oh) for a, _ in row_spans[1:]] + [oh]
-    col_final = [min(a * scale, ow) for a, _ in col_spans[1:]] + [ow]
+    # Output rows (columns) above (left of) where the next row's (column's) blend ramp starts get no more
+    # weight: they are finished. Rows below where this row's ramp ends got none from it.
+    row_final = [min(math.floor((s - half) * scale), oh) for s, _ in rows[1:]] + [oh]
+    col_final = [min(math.floor((s - half) * scale), ow) for s, _ in cols[1:]] + [ow]
+    row_live = [min(math.ceil((e + half) * scale), oh) for _, e in rows]
     carry: torch.Tensor | None = None  # rows [top, top + carry height) x all columns, from the row above
     top = 0
-    for (ys, ye), (y0, y1), r_done in zip(rows, row_spans, row_final, strict=True):
+    for (ys, ye), (y0, y1), r_done, live in zip(rows, row_spans, row_final, row_live, strict=True):
         r1 = min(y1 * scale, oh)
         height = max(r1, top) - top  # this row of tiles covers output rows [top, r1)
         wy = _ramp(ys, ye, hp, half, top, top + height, scale)
@@ -145,9 +147,11 @@ def run_tiled(
                     k = min(carry.shape[2], height)
                     grown[:, :, :k, have:] = carry[:, :, :k, left + have : left + grown.shape[3]]
                 acc = grown
-            if height > 0 and q1 > q0:  # tiles lying wholly in the padding add nothing
-                wgt = wy[:, None] * _ramp(xs, xe, wp, half, q0, q1, scale)[None, :]
-                acc[:, :, :, q0 - left : q1 - left] += y[:, :, :height, : q1 - q0] * wgt
+            a = max(q0, left)  # columns left of `left` are finished: this tile's weight there is zero
+            if height > 0 and q1 > a:  # tiles lying wholly in the padding add nothing
+                wgt = wy[:, None] * _ramp(xs, xe, wp, half, a, q1, scale)[None, :]
+                rows_of_y = y[:, :, top - y0 * scale : top - y0 * scale + height, a - q0 : q1 - q0]
+                acc[:, :, :, a - left : q1 - left] += rows_of_y * wgt
             done += 1
             if progress:
                 progress(done, total)
@@ -155,10 +159,10 @@ def run_tiled(
                 width = c_done - left
                 if r_done > top:
                     sink(top, r_done, left, c_done, acc[:, :, : r_done - top, :width])
-                if r1 > r_done:  # the seam rows below wait for the next row of tiles
+                if live > r_done:  # the seam rows below, which this row blended into, wait for the next row
                     if next_carry is None:
-                        next_carry = torch.zeros(n, acc.shape[1], r1 - r_done, ow, dtype=torch.float32)
-                    next_carry[..., left:c_done] = acc[:, :, r_done - top :, :width]
+                        next_carry = torch.zeros(n, acc.shape[1], live - r_done, ow, dtype=torch.float32)
+                    next_carry[..., left:c_done] = acc[:, :, r_done - top : live - top, :width]
                 acc = acc[..., width:].clone() if width < acc.shape[3] else None
                 left = c_done
         carry, top = next_carry, max(top, r_done)
@@ -245,12 +249,12 @@ LEAN_MIN_TILE = 128  # smallest lean tile: with ~25 px of context on each side, 
 
 def lean_budget(n: int, out_h: int, out_w: int, channels: int) -> int:
     """Activation bytes a tile may use when the output is made in quantised bands: unbounded for outputs
-    under LEAN_OUTPUT_BYTES as float32, else half the 8-bit output (at least LEAN_MIN_BUDGET), so
+    under LEAN_OUTPUT_BYTES as float32, else a third of the 8-bit output (at least LEAN_MIN_BUDGET), so
     the work beside the result (input, a row of tiles in float32, the network) stays about its size."""
     out_bytes = n * out_h * out_w * channels
     if out_bytes * 4 <= LEAN_OUTPUT_BYTES:
         return 1 << 62
-    return max(LEAN_MIN_BUDGET, out_bytes // 2)
+    return max(LEAN_MIN_BUDGET, out_bytes // 3)
 
 
 def available_system_memory() -> int:
