@@ -23,6 +23,7 @@ BENCHES = {  # name -> (script, quick arguments)
     # quick: no CycleGAN resnet_9blocks, whose emulated-bf16 steps take minutes on AVX2-only CPUs
     "train": ("bench_train.py", ["--quick", "--only", "pix2pix,spade,stackgan"]),
     "memory": ("bench_memory.py", ["--quick"]),
+    "int8": ("bench_int8.py", ["--models", "realesr-animevideov3,esrgan-small-x4"]),
     "app": ("bench_app.py", ["--repeats", "2"]),
     "eval": ("bench_eval.py", ["--max-images", "16"]),
 }
@@ -52,6 +53,12 @@ def table(name: str, data: dict) -> list[str]:
         lines += [f"| {r['model']} | {r['input']} | {r['runtime_peak_mib']:.0f} | {r['peak_mib']:.0f} | "
                   f"{r['above_runtime_mib']:.0f} | {r['uint8_output_mib']:.0f} | {r['above_runtime_vs_output']:.2f}x | "
                   f"{r['seconds']:.1f} |" for r in data["rows"]]  # fmt: skip
+    elif name == "int8":
+        lines += ["| model | input | config | torch s | onnxruntime fp32 s | int8 s | int8 vs best | PSNR vs fp32 |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+        lines += [f"| {r['model']} | {r['input']} | {r['config']} | {r['torch_fp32_s']:.3f} | "
+                  f"{r['onnxruntime_fp32_s']:.3f} | {r['int8_s']:.3f} | {r['int8_vs_best_other']:.2f}x | "
+                  f"{r['psnr_int8_vs_fp32_db']:.1f} dB |" for r in data["rows"]]  # fmt: skip
     elif name == "train":
         lines += ["| model | variant | size | s/step | vs fp32 NCHW |", "| --- | --- | --- | --- | --- |"]
         lines += [f"| {r['model']} | {r['variant']} | {r['size']} | {r['step_s']:.3f} | {r['vs_fp32_nchw']:.2f}x |"
