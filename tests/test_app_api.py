@@ -25,6 +25,7 @@ from PIL import Image  # noqa: E402
 
 from img2img import infer  # noqa: E402
 from img2img.archs import SRVGGNetCompact  # noqa: E402
+from img2img.cli import build_parser  # noqa: E402
 from img2img.cli import main as cli_main  # noqa: E402
 from img2img.io.images import read_image, write_image  # noqa: E402
 from img2img.weights.format import Card, save_weights  # noqa: E402
@@ -284,3 +285,27 @@ def test_model_info_lists_each_benchmark_without_its_protocol_text() -> None:
     assert "- Set5_x4: psnr_y 29.81, ssim_y 0.84, images 5" in text
     assert "- last validation: psnr_y 29.7, step 100" in text
     assert "BT.601" not in text and "border 4 px" not in text
+
+
+def test_app_engine_setting_runs_image_tabs_in_onnxruntime(tmp_path, monkeypatch):
+    """`img2img app --engine onnxruntime`: the Upscale tab's result is the torch result (within 1/255) and its
+    status says which engine ran; bf16 is refused with the reason instead of running another precision."""
+    pytest.importorskip("onnxruntime")
+    from img2img.app import AppSettings
+    from img2img.app.handlers import Runner
+    from img2img.commands.app import _settings
+
+    monkeypatch.setenv("IMG2IMG_HOME", str(tmp_path / "home"))
+    weights = save_tiny_model(tmp_path / "home")
+    runner = Runner(AppSettings(engine="onnxruntime"), tmp_path / "out")
+    src = runner.upload_root / "grad.png"
+    gradient(src, 40, 28)
+    (_, after), download, status, _ = runner.upscale({"path": str(src), "orig_name": "grad.png"}, "tiny-x4")
+    assert "(fp32, onnxruntime)" in status
+    got = read_image(download).rgb
+    want = infer.load(weights, device="cpu")(read_image(src).rgb)
+    assert got.shape == want.shape and np.abs(got - want).max() <= 1 / 255 + 1e-6
+    with pytest.raises(gr.Error, match="runs fp32"):
+        runner.upscale({"path": str(src), "orig_name": "grad.png"}, "tiny-x4", precision="bf16")
+    args = build_parser().parse_args(["app", "--engine", "onnxruntime"])
+    assert _settings(args).engine == "onnxruntime"

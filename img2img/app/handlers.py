@@ -97,7 +97,8 @@ class Runner:
         # so a request can never reach a file the catalog did not list.
         info = self.infos[name]
         source = name if name in catalog.RELEASES or info.path is None else info.path
-        model = infer.load(source, device="auto", precision=precision, tile=tile)
+        engine = self.settings.engine if info.task in ("upscale", "translate") else "torch"
+        model = infer.load(source, device="auto", precision=precision, tile=tile, engine=engine)
         with self._models_lock:
             self._models[key] = model
             while len(self._models) > _MODEL_CACHE_SIZE:
@@ -285,7 +286,8 @@ class Runner:
             img = LoadedImage(rgb=img.rgb, bit_depth=img.bit_depth)
         before = save_before(d / "before.png", img, (out.shape[1], out.shape[0]))
         status = [
-            f"**{img.width}×{img.height} → {out.shape[1]}×{out.shape[0]}** with {name} ({model.precision}), "
+            f"**{img.width}×{img.height} → {out.shape[1]}×{out.shape[0]}** with {name} ({model.precision}"
+            f"{', onnxruntime' if getattr(model, 'engine', 'torch') != 'torch' else ''}), "
             f"{img.bit_depth}-bit{' with alpha' if out.shape[2] > colour else ''} PNG, {seconds:.1f} s"
         ]
         status += [f"Note: {w}" for w in notes]

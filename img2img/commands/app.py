@@ -42,6 +42,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=d.queue_size,
         help=f"requests that may wait for the model; more are refused (default {d.queue_size})",
     )
+    p.add_argument(
+        "--engine",
+        default=d.engine,
+        choices=["torch", "onnxruntime"],
+        help="runtime of the Upscale and Translate tabs (onnxruntime: fp32 on the CPU, exported on first use)",
+    )
 
 
 def _settings(args: argparse.Namespace):
@@ -65,6 +71,7 @@ def _settings(args: argparse.Namespace):
         max_file_mb=args.max_file_mb,
         timeout=args.timeout,
         queue_size=args.queue_size,
+        engine=args.engine,
     )
 
 
