@@ -124,6 +124,10 @@ def test_onnxruntime_engine_refuses_what_it_cannot_run(tiny_x4, tiny_labels_mode
     with pytest.raises(Img2ImgError, match="apply to image models only"):
         load(tiny_labels_model[0], device="cpu", engine="onnxruntime")
     assert not (home / "onnx").exists()  # nothing exported for a refused load
+    home.mkdir(parents=True)
+    (home / "onnx").write_text("a file where the cache folder should be")
+    with pytest.raises(Img2ImgError, match="cannot write the ONNX export"):
+        load(tiny_x4, device="cpu", engine="onnxruntime")
 
 
 def test_upscale_command_with_the_onnxruntime_engine(tiny_x4, home, tmp_path, capsys) -> None:

@@ -283,9 +283,15 @@ def cached_session(model: Any, *, threads: int | None = None, notes: list[str] |
         in_channels=model.in_channels, out_channels=model.out_channels, train_mode=False, ensemble=False,
     )  # fmt: skip
     try:
-        export_onnx(view, path, exporter="torchscript", clamp=False)
-    except Img2ImgError:  # the tracing exporter cannot take every network: the maintained one can more
-        export_onnx(view, path, exporter="dynamo", clamp=False)
+        try:
+            export_onnx(view, path, exporter="torchscript", clamp=False)
+        except Img2ImgError:  # the tracing exporter cannot take every network: the maintained one can more
+            export_onnx(view, path, exporter="dynamo", clamp=False)
+    except OSError as e:
+        raise Img2ImgError(
+            f"cannot write the ONNX export to {path.parent} ({e.strerror or e}); point IMG2IMG_HOME at a "
+            "writable folder, or use engine='torch'"
+        ) from e
     return _new_session(path, threads), path
 
 
