@@ -46,7 +46,7 @@ def best_time(fn, repeats: int = 3) -> float:
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((np.clip(a, 0, 1) - np.clip(b, 0, 1)) ** 2))
-    return 10 * np.log10(1 / mse) if mse > 0 else float("inf")
+    return float(10 * np.log10(1 / mse)) if mse > 0 else float("inf")
 
 
 def main() -> None:
@@ -107,7 +107,7 @@ def main() -> None:
                     "model": name, "input": f"{side}x{side}", "config": label, "torch_fp32_s": t_torch,
                     "onnxruntime_fp32_s": t_fp32, "int8_s": t_int8, "int8_vs_best_other": best_other / t_int8,
                     "psnr_int8_vs_fp32_db": psnr(got, want),
-                    "passes_guard": best_other / t_int8 >= 1.5 and psnr(got, want) >= 40,
+                    "passes_guard": bool(best_other / t_int8 >= 1.5 and psnr(got, want) >= 40),
                 })  # fmt: skip
     info = {**describe(), "threads": threads}
     print(f"\nint8 (onnxruntime static, QDQ) on {headline(info)}")
