@@ -25,7 +25,8 @@ from machine import describe, headline
 HERE = Path(__file__).parent
 REPO = HERE.parent
 VARIANTS = {  # name -> config overrides
-    "fp32 NCHW": ["train.memory_format=contiguous", "train.amp=off"],
+    "fp32 NCHW": ["train.memory_format=contiguous", "train.amp=off", "train.fused_adam=false"],
+    "fp32 fused Adam": ["train.memory_format=contiguous", "train.amp=off"],
     "channels_last": ["train.memory_format=channels_last", "train.amp=off"],
     "bf16 CL": ["train.memory_format=channels_last", "train.amp=bf16"],
     "bf16 NCHW": ["train.memory_format=contiguous", "train.amp=bf16"],
@@ -86,8 +87,15 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="one timed step per variant (smoke run)")
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--only", default="", help="comma-separated words: run the jobs whose name has one (e.g. spade)")
+    ap.add_argument(
+        "--variants",
+        default="",
+        help="comma-separated variant names to run (default: all; 'fp32 NCHW' always runs, as the reference)",
+    )
     ap.add_argument("--out", default=str(HERE / "results" / "train.json"))
     args = ap.parse_args()
+    picked = {v.strip() for v in args.variants.split(",") if v.strip()}
+    variants = {k: v for k, v in VARIANTS.items() if not picked or k in picked or k == "fp32 NCHW"}
     size, steps, rounds = (256, 1, 1) if args.quick else (256, args.steps, 2)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,13 +121,13 @@ def main() -> None:
         jobs = {k: v for k, v in jobs.items() if not wanted or any(w in k for w in wanted)}
         for job, (config, extra) in jobs.items():
             # Interleave the variants round by round so a busy machine skews them alike.
-            times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+            times: dict[str, list[float]] = {v: [] for v in variants}
             for _ in range(rounds):
-                for v, o in VARIANTS.items():
+                for v, o in variants.items():
                     times[v] += step_times(config, [*extra, *o], steps, warmup=1)
             med = {v: statistics.median(t) for v, t in times.items()}
             base = med["fp32 NCHW"]
-            for v in VARIANTS:
+            for v in variants:
                 side = int(job.rsplit(" ", 1)[-1]) if job.rsplit(" ", 1)[-1].isdigit() else size
                 rows.append({"model": job, "variant": v, "size": side, "step_s": med[v], "vs_fp32_nchw": base / med[v],
                              "steps_timed": len(times[v])})  # fmt: skip

@@ -44,6 +44,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun: the local GPU)
     amp: Literal["off", "bf16", "fp16"] = "off"  # fp16 needs CUDA; bf16 autocast also works on CPU
     grad_clip: float = num(0.0, ge=0.0)  # max global grad norm per phase; 0 = off
+    fused_adam: bool = True  # torch's fused Adam(W) kernel where it supports the parameters (CPU, CUDA)
     memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"  # auto: channels_last on CUDA+amp, else NCHW
     ema: EMAConfig = field(default_factory=EMAConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
