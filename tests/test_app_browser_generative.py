@@ -218,20 +218,46 @@ GALLERY = "#generate-gallery img"
 
 def run_text(page, count: int, previous: list[str] | None = None) -> list[tuple[str, np.ndarray]]:
     page.click("#generate-run")
-    page.wait_for_function(
-        """([sel, n, prev]) => { const imgs = [...document.querySelectorAll(sel)];
+    wait_or_show(
+        page,
+        "text",
+        lambda: page.wait_for_function(
+            """([sel, n, prev]) => { const imgs = [...document.querySelectorAll(sel)];
                                  return imgs.length === n && imgs.every(i => i.complete && i.naturalWidth > 0
                                                                     && !prev.includes(i.getAttribute('src'))); }""",
-        arg=[GALLERY, count, previous or []],
-        timeout=60_000,
+            arg=[GALLERY, count, previous or []],
+            timeout=60_000,
+        ),
     )
     return [fetch_image(page, GALLERY, k) for k in range(count)]
 
 
+def wait_or_show(page, name: str, wait) -> None:
+    """Run a wait; when it times out, keep a screenshot and the status text, so the failure shows what the
+    person would have seen."""
+    try:
+        wait()
+    except Exception:
+        shot = REPO / "test-artifacts" / f"failed_{name}.png"
+        shot.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(shot), full_page=True)
+        status = page.locator("#generate-status, #synthesize-status").all_inner_texts()
+        raise AssertionError(f"timed out; status: {status}; errors: {page.errors}; screenshot: {shot}") from None
+
+
 def set_number(page, selector: str, value: int) -> None:
+    """Type a number into a Number or Slider box and leave the box, as a person does; for a slider, wait until
+    its bar shows the value (the app takes it from there)."""
     box = page.locator(f"{selector} input[type=number]")
     box.fill(str(value))
     box.press("Enter")
+    box.press("Tab")
+    if page.locator(f"{selector} input[type=range]").count():
+        page.wait_for_function(
+            "([sel, v]) => document.querySelector(sel).value === v",
+            arg=[f"{selector} input[type=range]", str(value)],
+            timeout=10_000,
+        )
 
 
 def test_text_prompt_count_and_seed_fill_the_gallery(app, page) -> None:
