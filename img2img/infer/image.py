@@ -15,6 +15,7 @@ from torch import nn
 from img2img.errors import ImageError, Img2ImgError
 from img2img.infer import tiling
 from img2img.infer.model import Model, TileForward
+from img2img.io.images import to_samples
 from img2img.weights.format import Card
 
 log = logging.getLogger(__name__)
@@ -224,7 +225,7 @@ class ImageModel(Model):
         else:
             out = self._process(img, alpha_mode, final, progress)
             if dtype is not None:
-                out = _quantise(out, np.dtype(dtype))
+                out = to_samples(out, np.dtype(dtype))
         return out[..., 0] if squeeze else out
 
     def _network_batch(self, img: np.ndarray, alpha_mode: str) -> tuple[torch.Tensor, dict]:
@@ -275,7 +276,7 @@ class ImageModel(Model):
 
         def sink(r0: int, r1: int, c0: int, c1: int, block: torch.Tensor) -> None:
             part = self._assemble(block.permute(0, 2, 3, 1).numpy(), layout, alpha_mode)
-            result[r0:r1, c0:c1] = _quantise(self._finish(part, keep_alpha), dtype)
+            result[r0:r1, c0:c1] = to_samples(self._finish(part, keep_alpha), dtype)
 
         self.run_tensor(x, progress=progress, sink=sink)
         return result
@@ -360,12 +361,6 @@ def _as_hwc(image: np.ndarray) -> tuple[np.ndarray, bool]:
     if lo < -0.01 or hi > 1.01:
         raise ImageError(f"pixel values span [{lo:g}, {hi:g}], expected [0, 1]; divide 8-bit data by 255")
     return (np.clip(img, 0, 1) if lo < 0 or hi > 1 else img), squeeze
-
-
-def _quantise(out: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Floats in [0, 1] -> rounded uint8 / uint16 samples."""
-    top = 255.0 if dtype == np.uint8 else 65535.0
-    return np.rint(np.clip(out, 0, 1) * top).astype(dtype)
 
 
 def _final_size(h: int, w: int, outscale: float) -> tuple[int, int]:

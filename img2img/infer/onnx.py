@@ -300,9 +300,6 @@ class OrtTileForward:
     through the exported graph (value-range mapping inside it), fp32, with the same self-ensemble and the
     clamp after it."""
 
-    precision = "fp32"
-    fallback_tiles = 0
-
     def __init__(self, session: Any, ensemble: bool = False) -> None:
         self.session, self.ensemble = session, bool(ensemble)
         self.notes: list[str] = []

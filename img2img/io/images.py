@@ -380,7 +380,7 @@ def _quantize(path: Path, rgb: np.ndarray, alpha: np.ndarray | None, depth: int)
         if a.shape != arr.shape[:2]:
             raise ImageError(f"{path}: alpha shape {a.shape} does not match the image size {arr.shape[:2]}")
         planes.append(a[..., None])
-    scale, dtype = (65535.0, np.uint16) if depth == 16 else (255.0, np.uint8)
+    dtype = np.uint16 if depth == 16 else np.uint8
     if all(p.dtype in (np.uint8, np.uint16) for p in planes):  # already quantised (the engine's large outputs)
         if len({p.dtype for p in planes}) > 1:
             raise ImageError(f"{path}: rgb is {arr.dtype} but alpha is {planes[-1].dtype}; give one sample type")
@@ -395,8 +395,13 @@ def _quantize(path: Path, rgb: np.ndarray, alpha: np.ndarray | None, depth: int)
             raise ImageError(f"{path}: pixels must be floats in [0, 1] (or uint8 / uint16 samples), not {p.dtype}")
         if not np.isfinite(p).all():
             raise ImageError(f"{path}: the pixels contain NaN or infinite values")
-    out = np.concatenate(planes, axis=2) if len(planes) > 1 else arr
-    return np.rint(np.clip(out, 0.0, 1.0) * scale).astype(dtype)
+    return to_samples(np.concatenate(planes, axis=2) if len(planes) > 1 else arr, dtype)
+
+
+def to_samples(pixels: np.ndarray, dtype: type | np.dtype) -> np.ndarray:
+    """Floats in [0, 1] -> rounded uint8 or uint16 samples (values outside [0, 1] are clipped)."""
+    top = 65535.0 if np.dtype(dtype) == np.uint16 else 255.0
+    return np.rint(np.clip(pixels, 0.0, 1.0) * top).astype(dtype)
 
 
 def _encode(fmt: str, pix: np.ndarray, quality: int, icc: bytes | None) -> bytes:
