@@ -29,48 +29,61 @@ BENCHES = {  # name -> (script, quick arguments)
 }
 
 
+def markdown(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A markdown table: the header, its rule, one line per row of cells."""
+    return [" | ".join(["", *header, ""]).strip(), " | ".join(["", *["---"] * len(header), ""]).strip()] + [
+        " | ".join(["", *cells, ""]).strip() for cells in rows
+    ]
+
+
 def table(name: str, data: dict) -> list[str]:
     """Markdown lines for one benchmark's result."""
     lines = [f"### {name}", ""]
     if name == "upscale":
-        lines += [
-            "| model | input | naive fp32 MP/s | default MP/s | bf16 MP/s | bf16 PSNR |",
-            "| --- | --- | --- | --- | --- | --- |",
-        ]
-        lines += [f"| {r['model']} | {r['input']} | {r['naive_fp32_mp_s']:.3f} | {r['default_mp_s']:.3f} "
-                  f"({r['default_vs_naive']:.2f}x) | {r['bf16_mp_s']:.3f} ({r['bf16_vs_naive']:.2f}x) | "
-                  f"{r['psnr_bf16_vs_fp32_db']:.1f} dB |" for r in data["speed"]]  # fmt: skip
+        lines += markdown(
+            ["model", "input", "naive fp32 MP/s", "default MP/s", "bf16 MP/s", "bf16 PSNR"],
+            [[r["model"], r["input"], f"{r['naive_fp32_mp_s']:.3f}",
+              f"{r['default_mp_s']:.3f} ({r['default_vs_naive']:.2f}x)",
+              f"{r['bf16_mp_s']:.3f} ({r['bf16_vs_naive']:.2f}x)", f"{r['psnr_bf16_vs_fp32_db']:.1f} dB"]
+             for r in data["speed"]],
+        )  # fmt: skip
         lines += [f"\nPeak RSS {m['model']} {m['input']}: {m['peak_rss_mb']:.0f} MB" for m in data.get("memory", [])]
     elif name == "command":
-        lines += ["| model | variant | seconds | vs reference |", "| --- | --- | --- | --- |"]
-        for r in data["rows"]:
-            lines += [
-                f"| {r['model']} | {k} | {v:.2f} | {r['speed_vs_reference'][k]:.2f}x |" for k, v in r["seconds"].items()
-            ]
+        lines += markdown(
+            ["model", "variant", "seconds", "vs reference"],
+            [[r["model"], k, f"{v:.2f}", f"{r['speed_vs_reference'][k]:.2f}x"]
+             for r in data["rows"] for k, v in r["seconds"].items()],
+        )  # fmt: skip
     elif name == "memory":
-        lines += ["| model | input | runtime MiB | peak MiB | above runtime | uint8 output | ratio | s |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
-        lines += [f"| {r['model']} | {r['input']} | {r['runtime_peak_mib']:.0f} | {r['peak_mib']:.0f} | "
-                  f"{r['above_runtime_mib']:.0f} | {r['uint8_output_mib']:.0f} | {r['above_runtime_vs_output']:.2f}x | "
-                  f"{r['seconds']:.1f} |" for r in data["rows"]]  # fmt: skip
+        lines += markdown(
+            ["model", "input", "runtime MiB", "peak MiB", "above runtime", "uint8 output", "ratio", "s"],
+            [[r["model"], r["input"], f"{r['runtime_peak_mib']:.0f}", f"{r['peak_mib']:.0f}",
+              f"{r['above_runtime_mib']:.0f}", f"{r['uint8_output_mib']:.0f}", f"{r['above_runtime_vs_output']:.2f}x",
+              f"{r['seconds']:.1f}"] for r in data["rows"]],
+        )  # fmt: skip
     elif name == "int8":
-        lines += ["| model | input | config | torch s | onnxruntime fp32 s | int8 s | int8 vs best | PSNR vs fp32 |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
-        lines += [f"| {r['model']} | {r['input']} | {r['config']} | {r['torch_fp32_s']:.3f} | "
-                  f"{r['onnxruntime_fp32_s']:.3f} | {r['int8_s']:.3f} | {r['int8_vs_best_other']:.2f}x | "
-                  f"{r['psnr_int8_vs_fp32_db']:.1f} dB |" for r in data["rows"]]  # fmt: skip
+        lines += markdown(
+            ["model", "input", "config", "torch s", "onnxruntime fp32 s", "int8 s", "int8 vs best", "PSNR vs fp32"],
+            [[r["model"], r["input"], r["config"], f"{r['torch_fp32_s']:.3f}", f"{r['onnxruntime_fp32_s']:.3f}",
+              f"{r['int8_s']:.3f}", f"{r['int8_vs_best_other']:.2f}x", f"{r['psnr_int8_vs_fp32_db']:.1f} dB"]
+             for r in data["rows"]],
+        )  # fmt: skip
     elif name == "train":
-        lines += ["| model | variant | size | s/step | vs fp32 NCHW |", "| --- | --- | --- | --- | --- |"]
-        lines += [f"| {r['model']} | {r['variant']} | {r['size']} | {r['step_s']:.3f} | {r['vs_fp32_nchw']:.2f}x |"
-                  for r in data["rows"]]  # fmt: skip
+        lines += markdown(
+            ["model", "variant", "size", "s/step", "vs fp32 NCHW"],
+            [[r["model"], r["variant"], str(r["size"]), f"{r['step_s']:.3f}", f"{r['vs_fp32_nchw']:.2f}x"]
+             for r in data["rows"]],
+        )  # fmt: skip
     elif name == "app":
-        lines += ["| model | input | in-process s | HTTP API s |", "| --- | --- | --- | --- |"]
-        lines += [
-            f"| {r['model']} | {r['input']} | {r['direct_s']:.3f} | {r['http_api_s']:.3f} |" for r in data["rows"]
-        ]
+        lines += markdown(
+            ["model", "input", "in-process s", "HTTP API s"],
+            [[r["model"], r["input"], f"{r['direct_s']:.3f}", f"{r['http_api_s']:.3f}"] for r in data["rows"]],
+        )
     elif name == "eval":
-        lines += ["| extractor | preprocessing | images/s |", "| --- | --- | --- |"]
-        lines += [f"| {r['extractor']} | {r['preprocess']} | {r['images_per_s']:.1f} |" for r in data["rows"]]
+        lines += markdown(
+            ["extractor", "preprocessing", "images/s"],
+            [[r["extractor"], r["preprocess"], f"{r['images_per_s']:.1f}"] for r in data["rows"]],
+        )
     return [*lines, ""]
 
 
