@@ -246,18 +246,22 @@ def wait_or_show(page, name: str, wait) -> None:
 
 
 def set_number(page, selector: str, value: int) -> None:
-    """Type a number into a Number or Slider box and leave the box, as a person does; for a slider, wait until
-    its bar shows the value (the app takes it from there)."""
+    """Type a number into a Number or Slider box and leave the box, as a person does, and look that the box
+    (and a slider's bar) shows it. A box typed into while the Settings accordion is still opening can be
+    drawn again with its old value; a person then types it again, and so does this."""
+    boxes = f"{selector} input[type=number], {selector} input[type=range]"
+    shows = "([sel, v]) => [...document.querySelectorAll(sel)].every(i => i.value === v)"
     box = page.locator(f"{selector} input[type=number]")
-    box.fill(str(value))
-    box.press("Enter")
-    box.press("Tab")
-    if page.locator(f"{selector} input[type=range]").count():
-        page.wait_for_function(
-            "([sel, v]) => document.querySelector(sel).value === v",
-            arg=[f"{selector} input[type=range]", str(value)],
-            timeout=10_000,
-        )
+    for _ in range(5):
+        box.fill(str(value))
+        box.press("Enter")
+        box.press("Tab")
+        try:
+            page.wait_for_function(shows, arg=[boxes, str(value)], timeout=2_000)
+            return
+        except Exception:
+            continue
+    wait_or_show(page, "number", lambda: page.wait_for_function(shows, arg=[boxes, str(value)], timeout=2_000))
 
 
 def test_text_prompt_count_and_seed_fill_the_gallery(app, page) -> None:
