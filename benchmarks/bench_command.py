@@ -1,8 +1,9 @@
 """Whole-command wall time of `img2img upscale` on a folder of real images against the reference pipeline as
 users run it (the Real-ESRGAN inference script's way: cv2 decode, fp32 NCHW whole-image forward, clamp,
-round, cv2 encode, one process for the folder), and against the same loop on onnxruntime with our ONNX
-export. Every variant is a fresh process (torch import and model loading included), run alternately
-`--repeats` times; the best time of each is kept, and ratios are taken within this one run.
+round, cv2 encode, one process for the folder), against the same loop on onnxruntime with our ONNX
+export, and against `--compile` (its first run, which compiles into an empty cache, timed apart). Every
+variant is a fresh process (torch import and model loading included), run alternately `--repeats` times;
+the best time of each is kept, and ratios are taken within this one run.
 
 Prints a table and writes benchmarks/results/command.json.
 Run: python benchmarks/bench_command.py [--models realesr-animevideov3,realesrgan-x4plus] [--images DIR]
@@ -95,6 +96,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "0")) or os.cpu_count())
     ap.add_argument("--no-onnx", dest="onnx", action="store_false")
+    ap.add_argument("--no-compile", dest="compile", action="store_false")
     ap.add_argument("--out", default=str(HERE / "results" / "command.json"))
     args = ap.parse_args()
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(REPO)}
@@ -114,6 +116,14 @@ def main() -> None:
                 "img2img --tile 0": [sys.executable, "-m", "img2img", "upscale", str(images), str(tmp / "ours0"),
                                      "--model", name, "--overwrite", "--quiet", "--tile", "0"],
             }  # fmt: skip
+            first_runs = {}
+            if args.compile:
+                key = "img2img --compile"
+                variants[key] = [sys.executable, "-m", "img2img", "upscale", str(images), str(tmp / "ours_c"),
+                                 "--model", name, "--overwrite", "--quiet", "--compile"]  # fmt: skip
+                # The first run compiles into an empty cache (this run's own): timed on its own.
+                env["TORCHINDUCTOR_CACHE_DIR"] = str(tmp / f"compile-{name}")
+                first_runs[key] = run(variants[key], env)
             if args.onnx:
                 variants["img2img --engine onnxruntime"] = [
                     sys.executable, "-m", "img2img", "upscale", str(images), str(tmp / "ours_ort"), "--model", name,
@@ -133,13 +143,16 @@ def main() -> None:
                     best[key] = min(best[key], run(cmd, env))
             ref = best["reference"]
             rows.append({"model": name, "images": n, "seconds": best,
-                         "speed_vs_reference": {k: ref / v for k, v in best.items()}})  # fmt: skip
+                         "speed_vs_reference": {k: ref / v for k, v in best.items()},
+                         "first_run_seconds": first_runs})  # fmt: skip
     info = {**describe(), "threads": args.threads}
     print(f"\nwhole command on {headline(info)}, {rows[0]['images'] if rows else 0} images, best of {args.repeats}")
     for r in rows:
         print(f"\n{r['model']}")
         for k, v in r["seconds"].items():
             print(f"  {k:30} {v:7.2f} s   {r['speed_vs_reference'][k]:.2f}x the reference")
+        for k, v in r["first_run_seconds"].items():
+            print(f"  {k + ' (first run)':30} {v:7.2f} s   compiling, with an empty cache")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({**info, "rows": rows, "repeats": args.repeats}, indent=2) + "\n")
     print(f"\nwrote {args.out}")

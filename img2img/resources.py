@@ -5,6 +5,7 @@ and a wheel: bundled demo weights (repo `weights/`, installed as `img2img.bundle
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 from img2img.errors import ConfigError
@@ -23,6 +24,12 @@ def _package_dir(package: str, repo_folder: str) -> Path:
             if Path(location).is_dir():
                 return Path(location)
     return _REPO / repo_folder
+
+
+def home_dir() -> Path:
+    """`$IMG2IMG_HOME`, else `~/.cache/img2img`: the weights cache, the ONNX exports and the compiled code."""
+    home = os.environ.get("IMG2IMG_HOME")
+    return Path(home).expanduser() if home else Path.home() / ".cache" / "img2img"
 
 
 def bundled_weights_dir() -> Path:

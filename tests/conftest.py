@@ -177,3 +177,10 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """A fresh $IMG2IMG_HOME (weights cache, ONNX exports, compiled code) for one test."""
+    monkeypatch.setenv("IMG2IMG_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"

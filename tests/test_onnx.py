@@ -71,12 +71,6 @@ def test_label_models_are_refused_with_the_reason(tiny_labels_model, tmp_path) -
 ASTRONAUT = REPO / "examples" / "astronaut.png"
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("IMG2IMG_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
 def test_onnxruntime_engine_gives_the_torch_result_and_reuses_its_export(tiny_x4, home) -> None:
     rgb = read_image(ASTRONAUT).rgb[:70, :90]
     grey_alpha = np.dstack([rgb.mean(axis=2), np.linspace(0, 1, 90, dtype=np.float32)[None].repeat(70, 0)])

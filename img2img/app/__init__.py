@@ -27,7 +27,7 @@ class AppSettings:
     queue_size: int = 16  # requests waiting for the model; more are refused ("queue is full")
     cache_every: int = 600  # seconds between sweeps of uploads and results ...
     cache_age: int = 3600  # ... older than this many seconds
-    engine: str = "torch"  # image -> image models: torch, or onnxruntime (fp32 on the CPU, cached ONNX export)
+    engine: str = "torch"  # image -> image models: torch, compile (torch.compile) or onnxruntime (fp32 on the CPU)
 
 
 def build_app(settings: AppSettings | None = None) -> gr.Blocks:

@@ -287,7 +287,7 @@ class Runner:
         before = save_before(d / "before.png", img, (out.shape[1], out.shape[0]))
         status = [
             f"**{img.width}×{img.height} → {out.shape[1]}×{out.shape[0]}** with {name} ({model.precision}"
-            f"{', onnxruntime' if getattr(model, 'engine', 'torch') != 'torch' else ''}), "
+            f"{infer.runtime_label(model)}), "
             f"{img.bit_depth}-bit{' with alpha' if out.shape[2] > colour else ''} PNG, {seconds:.1f} s"
         ]
         status += [f"Note: {w}" for w in notes]

@@ -6,6 +6,7 @@ import argparse
 import ipaddress
 import sys
 
+from img2img.commands.common import RUNTIMES
 from img2img.errors import ConfigError
 
 HELP = "Start the web app: upscale and translate images in the browser (needs the [app] extra)."
@@ -45,8 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--engine",
         default=d.engine,
-        choices=["torch", "onnxruntime"],
-        help="runtime of the Upscale and Translate tabs (onnxruntime: fp32 on the CPU, exported on first use)",
+        choices=RUNTIMES,
+        help="runtime of the Upscale and Translate tabs (compile: torch.compile, compiled on first use; "
+        "onnxruntime: fp32 on the CPU, exported on first use)",
     )
 
 

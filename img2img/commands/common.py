@@ -62,15 +62,21 @@ def add_engine_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress", action="store_true", help="show progress bars even when stderr is not a terminal")
 
 
+RUNTIMES = ("torch", "compile", "onnxruntime")  # img2img.infer.image.ENGINES, without importing torch for --help
+
+
 def add_runtime_argument(p: argparse.ArgumentParser) -> None:
-    """`--engine` of image -> image commands (upscale, translate)."""
+    """`--engine` (and its shorthand `--compile`) of image -> image commands (upscale, translate)."""
     p.add_argument(
         "--engine",
         default="torch",
-        choices=["torch", "onnxruntime"],
-        help="onnxruntime: fp32 on the CPU through an ONNX export of the model, made on first use and cached "
-        "in $IMG2IMG_HOME/onnx (needs img2img[onnx]; see the README for when it is faster)",
+        choices=RUNTIMES,
+        help="compile: torch with the network compiled by torch.compile on first use, the code cached in "
+        "$IMG2IMG_HOME/compile (needs a C++ compiler); onnxruntime: fp32 on the CPU through an ONNX export of "
+        "the model, made on first use and cached in $IMG2IMG_HOME/onnx (needs img2img[onnx]). The README says "
+        "when each is faster",
     )
+    p.add_argument("--compile", dest="engine", action="store_const", const="compile", help="= --engine compile")
 
 
 def rank_device(requested: str, world: int, local_rank: int) -> str:
@@ -127,8 +133,9 @@ def announce(args: argparse.Namespace, model: Any, rank: int) -> None:
     """One line on stderr saying which model runs where and at which precision (unless --quiet)."""
     if not args.quiet and rank == 0:
         why = " (auto)" if args.precision == "auto" else ""
-        runtime = ", onnxruntime" if getattr(model, "engine", "torch") != "torch" else ""
-        print(f"{model.card.name} on {model.device}, {model.precision}{why}{runtime}", file=sys.stderr)
+        from img2img.infer.model import runtime_label
+
+        print(f"{model.card.name} on {model.device}, {model.precision}{why}{runtime_label(model)}", file=sys.stderr)
 
 
 def finish(args: argparse.Namespace, verb: str, report: Any, output: Path, rank: int, world: int) -> int:

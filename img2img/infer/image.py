@@ -21,7 +21,9 @@ from img2img.weights.format import Card
 log = logging.getLogger(__name__)
 
 ALPHA_MODES = ("model", "bicubic", "none")
-ENGINES = ("torch", "onnxruntime")  # onnxruntime: fp32 on the CPU through the cached ONNX export
+# compile: the torch engine through torch.compile, its code cached; onnxruntime: fp32 on the CPU through the
+# cached ONNX export
+ENGINES = ("torch", "compile", "onnxruntime")
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # BT.601
 
 
@@ -62,6 +64,10 @@ class ImageModel(Model):
         if engine == "onnxruntime":
             _check_onnxruntime_options(device, precision, train_mode)
             device, precision = "cpu", "fp32"
+        if engine == "compile":
+            from img2img.compiling import prepare
+
+            prepare()
         for label, value in (("tile", tile), ("tile_overlap", tile_overlap)):
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise Img2ImgError(f"{label} must be a whole number >= 0 (0 for tile = whole image), not {value!r}")
@@ -91,7 +97,9 @@ class ImageModel(Model):
             self._forward = OrtTileForward(session, self.ensemble)
             self._forward.notes = self.notes
         else:
-            self._forward = TileForward(net, self.device, self.precision, card.value_range, self.ensemble)
+            self._forward = TileForward(
+                net, self.device, self.precision, card.value_range, self.ensemble, compile=engine == "compile"
+            )
             self.net = self._forward.net
         if train_mode:  # dropout on, batch statistics: how the released pix2pix results were made
             train_mode_inference(self.net)

@@ -48,6 +48,12 @@ def resolve_precision(precision: str, device: torch.device, card: Card | None = 
     return p
 
 
+def runtime_label(model: Any) -> str:
+    """ ", compile" / ", onnxruntime" after the precision in status lines; nothing for the torch engine."""
+    engine = getattr(model, "engine", "torch")
+    return "" if engine == "torch" else f", {engine}"
+
+
 def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
     """The k-th (0-7) of the 8 flips / transposes of an NCHW batch; k = 0 is the identity."""
     if k & 1:
@@ -65,18 +71,43 @@ def undo_dihedral(y: torch.Tensor, k: int) -> torch.Tensor:
     return y.flip(-1) if k & 1 else y
 
 
+class Compiled:
+    """`net` compiled on first call; the eager `net` from then on if compiling fails (with a note)."""
+
+    def __init__(self, net: nn.Module, notes: list[str]) -> None:
+        self.net, self.notes = net, notes
+        self._compiled: Callable[..., Any] | None = torch.compile(net)
+
+    def __call__(self, *args: torch.Tensor) -> Any:
+        if self._compiled is not None:
+            try:
+                return self._compiled(*args)
+            except Exception as e:  # noqa: BLE001 - any failure of the compiler: run eagerly instead
+                from img2img.infer.tiling import is_out_of_memory
+
+                if is_out_of_memory(e):
+                    raise
+                first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                note = f"torch.compile failed ({type(e).__name__}: {first[:200]}); running the network eagerly"
+                log.warning(note)
+                self.notes.append(note)
+                self._compiled = None
+        return self.net(*args)
+
+
 class TileForward:
     """Runs one tile through the network on the device at the chosen precision.
 
     Takes a CPU float32 tile in [0, 1], maps it to the card's value range, and returns a CPU float32
     tile in [0, 1]. Reduced precision that overflows (NaN/Inf) is rerun in fp32, and noted. With
     `ensemble`, the output is the mean over the 8 flips / transposes of the tile, each undone
-    (self-ensemble, Lim et al. 2017): 8x the work for a steadier, slightly more accurate result.
+    (self-ensemble, Lim et al. 2017): 8x the work for a steadier, slightly more accurate result. With
+    `compile`, the network runs through torch.compile (`Compiled`; its cache: `img2img.compiling`).
     """
 
     def __init__(
         self, net: nn.Module, device: torch.device, precision: str, value_range: tuple, ensemble: bool = False,
-        output: Callable[[Any], torch.Tensor] | None = None,
+        output: Callable[[Any], torch.Tensor] | None = None, compile: bool = False,
     ) -> None:  # fmt: skip
         self.device, self.precision, self.ensemble = device, precision, bool(ensemble)
         self.output = output or (lambda y: y)  # picks the image from a network that returns several tensors
@@ -94,6 +125,9 @@ class TileForward:
         if self.channels_last:
             net = net.to(memory_format=torch.channels_last)
         self.net = net
+        self.compiled = None
+        if compile:
+            self.compiled = Compiled(net, self.notes)
 
     def __call__(self, x: torch.Tensor, *extra: torch.Tensor, map_input: bool = True) -> torch.Tensor:
         """`x` in [0, 1] (mapped to the value range unless `map_input` is off, as for one-hot labels or text
@@ -127,12 +161,13 @@ class TileForward:
         return total / 8
 
     def _run(self, x: torch.Tensor, extra: tuple, precision: str) -> torch.Tensor:
+        net = self.compiled or self.net
         if precision == "bf16":
             with torch.autocast(self.device.type, dtype=torch.bfloat16):
-                return self.output(self.net(x, *extra)).float()
+                return self.output(net(x, *extra)).float()
         if precision == "fp16":
-            return self.output(self.net(x.half(), *(e.half() for e in extra))).float()
-        return self.output(self._fp32()(x, *extra)).float()
+            return self.output(net(x.half(), *(e.half() for e in extra))).float()
+        return self.output((net if self._fp32_state is None else self._fp32())(x, *extra)).float()
 
     def _fp32(self) -> nn.Module:
         if self._fp32_state is None:
@@ -238,9 +273,10 @@ def load(
     train_mode: run dropout and batch norm as in training (batch statistics of each image), as the
     released pix2pix results were made; whole images only. Default: eval mode (running statistics).
     ensemble: average the outputs for the 8 flips / transposes of the input (8x slower; on SR
-    benchmarks typically +0.05-0.15 dB PSNR). engine: torch, or onnxruntime (fp32 on the CPU through
-    an ONNX export of the network, made and checked against torch on first use and cached in
-    `$IMG2IMG_HOME/onnx`). The last five apply to image -> image models only.
+    benchmarks typically +0.05-0.15 dB PSNR). engine: torch; compile (torch with the network compiled
+    by torch.compile on first use, the generated code cached in `$IMG2IMG_HOME/compile`; needs a C++
+    compiler); or onnxruntime (fp32 on the CPU through an ONNX export of the network, made and checked
+    against torch on first use and cached in `$IMG2IMG_HOME/onnx`). The last five apply to image -> image models only.
 
     What the returned Model consumes follows from the card's task kind: `ImageModel` (upscale,
     translate) takes images, `LabelsModel` (synthesize) label maps, `TextModel` (generate) prompts.

@@ -227,8 +227,9 @@ def read_onnx_card(path: str | os.PathLike) -> dict[str, Any]:
 
 def engine_cache_dir() -> Path:
     """`$IMG2IMG_HOME/onnx`, else `~/.cache/img2img/onnx`: the engine's exported graphs."""
-    home = os.environ.get("IMG2IMG_HOME")
-    return (Path(home).expanduser() if home else Path.home() / ".cache" / "img2img") / "onnx"
+    from img2img.resources import home_dir
+
+    return home_dir() / "onnx"
 
 
 def model_key(model: Any, opset: int = OPSET) -> str:

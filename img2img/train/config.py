@@ -46,6 +46,7 @@ class TrainConfig:
     grad_clip: float = num(0.0, ge=0.0)  # max global grad norm per phase; 0 = off
     fused_adam: bool = True  # torch's fused Adam(W) kernel where it supports the parameters (CPU, CUDA)
     memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"  # auto: channels_last on CUDA+amp, else NCHW
+    compile: bool = False  # torch.compile of every trained network (needs a C++ compiler on CPU)
     ema: EMAConfig = field(default_factory=EMAConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     log_every: int = num(50, gt=0)

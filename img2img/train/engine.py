@@ -101,6 +101,12 @@ class Trainer:
             self.params[p.name], self.optims[p.name] = self._optimizer(p)
         self.scalers = {p.name: torch.amp.GradScaler("cuda", enabled=t.amp == "fp16") for p in self.phases}
         self.ema = EMA(self.nets, t.ema.networks, t.ema.decay, t.ema.warmup)
+        if t.compile:  # in place, after the EMA copies: parameters, state dicts and checkpoints stay as they are
+            from img2img.compiling import prepare
+
+            prepare()
+            for net in self.nets.values():
+                net.compile()
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.seen, self.skipped = 0, 0
         self.metrics: dict[str, float] = {}

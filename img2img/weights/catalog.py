@@ -91,8 +91,9 @@ def conversion_count() -> int:
 
 def cache_dir() -> Path:
     """`$IMG2IMG_HOME/weights`, else `~/.cache/img2img/weights`."""
-    home = os.environ.get("IMG2IMG_HOME")
-    return (Path(home).expanduser() if home else Path.home() / ".cache" / "img2img") / "weights"
+    from img2img.resources import home_dir
+
+    return home_dir() / "weights"
 
 
 def bundled_dir() -> Path:
