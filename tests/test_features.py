@@ -184,6 +184,15 @@ def test_eval_dist_cli_end_to_end_with_random_weights(tmp_path, capsys) -> None:
     assert rep["preprocessing"] == "pytorch-fid" and rep["seeds"]["kid"] == 0 and "torch" in rep["versions"]
     assert rep["fid"] > 0 and set(rep["kid"]) == {"mean", "std"} and set(rep["is"]) >= {"mean", "std"}
     assert 0 <= rep["precision"] <= 1 and 0 <= rep["recall"] <= 1 and np.isfinite(rep["parzen"]["mean"])
+    # 4 images a set: every KID subset is both whole sets, so its std says nothing, and the report says so
+    assert rep["kid_subset_size"] == 4 and rep["kid"]["std"] < 1e-12 and "whole of both sets" in rep["kid_note"]
+    assert "shows no spread" in printed
+    small = tmp_path / "small.json"
+    argv3 = ["--real", str(real), "--fake", str(fake), "--extractor", "random", "--metrics", "kid", "--no-progress"]
+    eval_dist.run(_parser().parse_args([*argv3, "--kid-subset-size", "3", "--json", str(small), "--cache",
+                                        str(tmp_path / "cache")]))  # fmt: skip
+    rep3 = json.loads(small.read_text())
+    assert rep3["kid"]["std"] > 0 and "kid_note" not in rep3
     # the same folder twice: FID 0, full precision and recall (features from the cache)
     same = tmp_path / "same.json"
     argv2 = ["--real", str(real), "--fake", str(real), "--extractor", "random", "--metrics", "fid,pr", "--no-progress"]

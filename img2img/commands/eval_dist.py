@@ -197,6 +197,11 @@ def compute_metrics(names: list[str], real, fake, args: argparse.Namespace) -> d
         m = min(args.kid_subset_size, len(real.names), len(fake.names))
         k = dist.kid(real.pool, fake.pool, subsets=args.kid_subsets, subset_size=m, seed=args.seed)
         out.update(kid={"mean": k.mean, "std": k.std}, kid_subsets=args.kid_subsets, kid_subset_size=m)
+        if m == len(real.names) == len(fake.names) and args.kid_subsets > 1:
+            out["kid_note"] = (
+                f"every subset is the whole of both sets ({m} images each), so the std shows no spread; "
+                f"a --kid-subset-size below {m} gives one"
+            )
     if "is" in names:
         splits = min(args.is_splits, len(fake.names))
         s = dist.inception_score(dist.softmax(fake.logits), splits=splits, seed=args.seed)
@@ -219,6 +224,8 @@ def _print_table(res: dict, note: str | None) -> None:
         )
     if "kid" in res:
         extra = f"({res['kid_subsets']} subsets of {res['kid_subset_size']})"
+        if "kid_note" in res:
+            extra += f"; {res['kid_note']}"
         rows.append(("KID", f"{res['kid']['mean']:.6f} ± {res['kid']['std']:.6f}", extra))
     if "is" in res:
         rows.append(("IS (fake)", f"{res['is']['mean']:.4f} ± {res['is']['std']:.4f}", f"({res['is_splits']} splits)"))

@@ -96,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
         for key, acc in per.items():
             print(f"{f'stage {stage} ' + key:18}" + "".join(f"{acc[h]:>11.3f}" for h in heads))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2) + "\n")
+        from img2img.io.fileio import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(out, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0

@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 
 from img2img.data.base import SeededDataset
 from img2img.errors import ConfigError, ImageError
+from img2img.io.fileio import atomic_write_text
 
 SHAPES = ("circle", "square", "triangle")
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -182,8 +183,9 @@ def make_shapes(
         images[stem] = {"shape": shape, "colour": colour, "background": background, "bbox": bbox}
     split = {"format": FORMAT, "seed": seed, **split_by_combination(images, held, test_fraction, rng)}
     attributes = {"format": FORMAT, "seed": seed, "size": size, "colours": COLOURS, "images": images}
-    (out / "attributes.json").write_text(json.dumps(attributes, indent=1) + "\n", encoding="utf-8")
-    (out / "split.json").write_text(json.dumps(split, indent=1) + "\n", encoding="utf-8")
+    # Written last and whole: a set cut short has no split.json and is not taken for a finished one.
+    atomic_write_text(out / "attributes.json", json.dumps(attributes, indent=1) + "\n")
+    atomic_write_text(out / "split.json", json.dumps(split, indent=1) + "\n")
     return split
 
 

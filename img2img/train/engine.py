@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from img2img.errors import ConfigError, ImageError, Img2ImgError
+from img2img.io.fileio import atomic_write_text
 from img2img.recipes import RECIPES
 from img2img.recipes.base import Phase, batch_size_of
 from img2img.train import checkpoint as ckpt
@@ -211,7 +212,7 @@ class Trainer:
                 ckpt.clear_earlier_run(self.out_dir)
             self.out_dir.mkdir(parents=True, exist_ok=True)
             ckpt.remove_temp_files(self.out_dir)
-            (self.out_dir / "config.yaml").write_text(self.cfg.to_yaml())
+            atomic_write_text(self.out_dir / "config.yaml", self.cfg.to_yaml())
         dist.barrier(self.info)
 
     def _init_from(self) -> None:

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from img2img.io.fileio import atomic_target
+
 
 def format_eta(seconds: float) -> str:
     seconds = max(0, int(seconds))
@@ -118,8 +120,8 @@ class RunLogger:
 
         grid = make_grid(rows)
         path = self.out_dir / "samples" / f"step_{step:08d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(grid).save(path)
+        with atomic_target(path) as tmp:
+            Image.fromarray(grid).save(tmp, format="PNG")
         if self.tb is not None:
             self.tb.add_image("samples", grid, step, dataformats="HWC")
         return path
