@@ -104,3 +104,11 @@ def test_a_lone_cyclegan_generator_needs_its_partner(tmp_path: Path) -> None:
     data = tmp_path / "d"
     images(data / "trainA", 1, 32, 32), images(data / "trainB", 1, 32, 32)
     assert main(["finetune", "--weights", str(lone), "--data", str(data), "--dry-run"]) == 2
+
+
+def test_text_models_are_refused_with_what_finetune_covers(tmp_path: Path, capsys) -> None:
+    """StackGAN bundles train through `img2img train` and the stackgan configs; finetune says so."""
+    data = images(tmp_path / "captioned", 2, 64, 64)
+    assert main(["finetune", "--weights", "stackgan-shapes-small", "--data", str(data), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "covers esrgan, pix2pix, cyclegan and spade" in err and "img2img train" in err

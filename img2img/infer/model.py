@@ -49,7 +49,7 @@ def resolve_precision(precision: str, device: torch.device, card: Card | None = 
 
 
 def runtime_label(model: Any) -> str:
-    """ ", compile" / ", onnxruntime" after the precision in status lines; nothing for the torch engine."""
+    """The engine after the precision in status lines (", compile", ", onnxruntime"); empty for torch."""
     engine = getattr(model, "engine", "torch")
     return "" if engine == "torch" else f", {engine}"
 

@@ -130,7 +130,10 @@ class Recipe:
         the generator from the card, the data layout checked against the task, `train.init_from`."""
         from img2img.errors import ConfigError
 
-        raise ConfigError(f"fine-tuning {cls.name} models is not supported yet")
+        raise ConfigError(
+            f"img2img finetune covers esrgan, pix2pix, cyclegan and spade weights, not {cls.name}: train {cls.name} "
+            "models with `img2img train` and a config from configs/ (see the README)"
+        )
 
 
 def batch_size_of(batch: Batch) -> int:
