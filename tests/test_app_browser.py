@@ -8,37 +8,21 @@ bundled examples."""
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from pathlib import Path
 
 import pytest
+from browser_helpers import CHROMIUM, CHROMIUM_ARGS, REPO, free_port
 
-CHROMIUM = Path("/usr/bin/chromium")
-REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "img2img" / "app" / "examples" / "astronaut.png"
 LABELS = REPO / "img2img" / "app" / "examples" / "translate" / "facade_labels.png"
 PIX2PIX = "pix2pix-facades-small"  # bundled in weights/
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 TAB_LABELS = {"upscale": "Upscale", "translate": "Translate"}
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium: apt-get install chromium"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_in_browser(url: str, task: str, image: Path, screenshot: Path, model: str | None = None) -> dict:

@@ -16,8 +16,8 @@ import pytest
 pytest.importorskip("gradio")
 pytest.importorskip("playwright")
 
+from browser_helpers import CHROMIUM, CHROMIUM_ARGS, REPO, free_port  # noqa: E402
 from PIL import Image  # noqa: E402
-from test_app_browser import CHROMIUM, CHROMIUM_ARGS, REPO, free_port  # noqa: E402
 
 from img2img import infer  # noqa: E402
 from img2img.io.labels import map_colours  # noqa: E402
