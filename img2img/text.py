@@ -10,7 +10,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -121,6 +121,31 @@ class Tokenizer:
         if not isinstance(words, list) or not isinstance(max_len, int):
             raise TextError("tokenizer description needs a 'words' list and an integer 'max_len'")
         return cls(words, max_len=max_len)
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """What turns prompts into the embeddings a text -> image model is conditioned on. The bundled one is
+    `BundledEncoder` (our tokenizer + sentence encoder, from the model's card); any object with these two
+    members can take its place (`TextModel.set_text_encoder`), e.g. for released generators that take
+    embeddings only. `encode` returns an N x embedding_dim array and, per prompt, the words it could not
+    use (empty lists when it uses every word)."""
+
+    embedding_dim: int
+
+    def encode(self, prompts: list[str]) -> tuple[Any, list[list[str]]]: ...
+
+
+class BundledEncoder:
+    """Our tokenizer and sentence encoder network, as they travel in a StackGAN bundle."""
+
+    def __init__(self, tokenizer: Tokenizer, net: torch.nn.Module, embedding_dim: int) -> None:
+        self.tokenizer, self.net, self.embedding_dim = tokenizer, net.eval().requires_grad_(False), embedding_dim
+
+    def encode(self, prompts: list[str]) -> tuple[torch.Tensor, list[list[str]]]:
+        batch = self.tokenizer.encode_batch(prompts)
+        with torch.inference_mode():
+            return self.net(batch.ids, batch.lengths).float(), batch.unknown
 
 
 def matching_loss(text_emb: torch.Tensor, image_emb: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:

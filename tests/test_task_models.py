@@ -114,3 +114,48 @@ def test_instance_norm_label_models_take_label_maps_smaller_than_two_grid_cells(
         ids[side // 2 :] = 2
         out = model(ids)
         assert out.shape == (side, side, 3) and np.isfinite(out).all()
+
+
+def test_another_text_encoder_can_take_the_bundled_ones_place(tiny_text_model) -> None:
+    """Any object with `embedding_dim` and `encode(prompts)` conditions the generator; its embeddings are checked
+    like precomputed ones, and its failures are reported as the encoder's."""
+    model = img2img.load(tiny_text_model, device="cpu")
+    bundled = model.text_encoder
+
+    class Synonyms:  # a user's encoder: maps its own words onto the bundled encoder's
+        embedding_dim = 16
+
+        def encode(self, prompts):
+            emb, _ = bundled.encode([p.replace("crimson", "red") for p in prompts])
+            return emb.numpy(), [["crimson"] if "crimson" in p else [] for p in prompts]
+
+    want = model("a red circle on a blue background", seed=4)[0].images[0]
+    model.set_text_encoder(Synonyms())
+    (r,) = model("a crimson circle on a blue background", seed=4)
+    np.testing.assert_allclose(r.images[0], want, atol=1e-6)
+    assert r.unknown_words == ["crimson"]  # what the encoder says it could not use is passed on
+
+    class Broken:
+        embedding_dim = 16
+
+        def __init__(self, out):
+            self.out = out
+
+        def encode(self, prompts):
+            if isinstance(self.out, Exception):
+                raise self.out
+            return self.out, [[] for _ in prompts]
+
+    for out, match in (
+        (np.full((1, 16), np.nan), "finite"),
+        (np.ones((1, 5)), "N x 16"),
+        (np.ones((2, 16)), "2 embeddings for 1 prompts"),
+        (RuntimeError("model file missing"), "text encoder failed.*model file missing"),
+    ):
+        model.set_text_encoder(Broken(out))
+        with pytest.raises(Img2ImgError, match=match):
+            model("a red circle")
+    with pytest.raises(Img2ImgError, match="takes 16-d embeddings; this encoder gives 8-d"):
+        model.set_text_encoder(type("Small", (), {"embedding_dim": 8, "encode": lambda self, p: None})())
+    with pytest.raises(Img2ImgError, match="embedding_dim and an encode"):
+        model.set_text_encoder(object())

@@ -179,29 +179,54 @@ class TextModel(Model):
             self._forwards[n] = TileForward(module, self.device, self.precision, card.value_range, output=output)
             self.notes = self._forwards[n].notes
         self.net = nets[""]
-        self.encoder = nets.get("T")
-        self.tokenizer = None
-        if self.spec.tokenizer:
-            from img2img.text import Tokenizer
+        from img2img.text import BundledEncoder, Tokenizer
 
-            self.tokenizer = Tokenizer.from_dict(self.spec.tokenizer)
-        if self.encoder is not None:
-            self.encoder = self.encoder.eval().requires_grad_(False)
+        self.text_encoder: Any = None  # img2img.text.TextEncoder
+        if self.spec.tokenizer and nets.get("T") is not None:
+            tokenizer = Tokenizer.from_dict(self.spec.tokenizer)
+            self.text_encoder = BundledEncoder(tokenizer, nets["T"], self.spec.embedding_dim)
+
+    @property
+    def tokenizer(self) -> Any:
+        return getattr(self.text_encoder, "tokenizer", None)
 
     @property
     def last_stage(self) -> int:
         return max(self.stages)
 
+    def set_text_encoder(self, encoder: Any) -> None:
+        """Use `encoder` (an `img2img.text.TextEncoder`: `embedding_dim` and `encode(prompts)`) for prompts,
+        in place of the bundled one or where the model takes embeddings only."""
+        from img2img.text import TextEncoder
+
+        if not isinstance(encoder, TextEncoder):
+            raise TextError("a text encoder needs an embedding_dim and an encode(prompts) method")
+        if encoder.embedding_dim != self.spec.embedding_dim:
+            raise TextError(
+                f"{self.card.name} takes {self.spec.embedding_dim}-d embeddings; this encoder gives "
+                f"{encoder.embedding_dim}-d ones"
+            )
+        self.text_encoder = encoder
+
     def encode(self, prompts: list[str]) -> tuple[torch.Tensor, list[list[str]]]:
         """Embeddings (N x embedding_dim) and the unknown words of each prompt."""
-        if self.tokenizer is None or self.encoder is None:
-            raise TextError(f"{self.card.name} takes embeddings only (no text encoder): pass embeddings=...")
+        if self.text_encoder is None:
+            raise TextError(
+                f"{self.card.name} takes embeddings only (no text encoder): pass embeddings=..., or give it "
+                "one with set_text_encoder"
+            )
         if not prompts or not all(isinstance(p, str) for p in prompts):
             raise TextError("give at least one prompt (a non-empty string)")
-        batch = self.tokenizer.encode_batch(prompts)
-        with torch.inference_mode():
-            emb = self.encoder(batch.ids, batch.lengths).float()
-        return emb, batch.unknown
+        try:
+            emb, unknown = self.text_encoder.encode(list(prompts))
+        except TextError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a user's encoder: say whose failure it is
+            raise TextError(f"the text encoder failed on the prompts: {type(e).__name__}: {e}") from e
+        emb = self._check_embeddings(emb.detach().cpu().numpy() if isinstance(emb, torch.Tensor) else emb)
+        if len(emb) != len(prompts) or len(unknown) != len(prompts):
+            raise TextError(f"the text encoder gave {len(emb)} embeddings for {len(prompts)} prompts")
+        return emb, [list(u) for u in unknown]
 
     def __call__(
         self, prompts: list[str] | str | None = None, *, embeddings: np.ndarray | None = None, n: int = 1,
