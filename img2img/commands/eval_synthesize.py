@@ -15,10 +15,10 @@ HELP = "label map -> photo (SPADE): L1/PSNR/SSIM (+ LPIPS) against the paired ph
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", required=True, help="a catalog name, .safetensors or released NVlabs .pth")
-    p.add_argument("--data", required=True, type=Path, help="photo|label images, or a folder with labels/ + images/")
+    p.add_argument("--data", type=Path, help="photo|label images, or a folder with labels/ + images/")
     p.add_argument("--layout", choices=["aligned", "folders"], help="default: folders when DATA has labels/")
-    p.add_argument("--label-side", default="right", choices=["left", "right"], help="aligned: the label half")
-    p.add_argument("--size", type=int, default=0, help="resize pairs to SIZE x SIZE first (0 = as they are)")
+    p.add_argument("--label-side", choices=["left", "right"], help="aligned: the label half (default right)")
+    p.add_argument("--size", type=int, help="resize pairs to SIZE x SIZE first (default 0 = as they are)")
     p.add_argument("--max-images", type=int, help="only the first N pairs (by name)")
     p.add_argument("--seed", type=int, default=0, help="style z ~ N(0, I) from this seed (models with a style)")
     p.add_argument(
@@ -31,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--record", metavar="KEY", help="also store the mean scores in the card under metrics.KEY")
+    from img2img.commands.evaluate import add_config_argument
+
+    add_config_argument(p, "spade")
     from img2img.commands.evaluate import add_lpips_arguments
 
     add_lpips_arguments(p)
@@ -40,12 +43,21 @@ def run(args: argparse.Namespace) -> int:
     import cv2
     import numpy as np
 
-    from img2img.commands.evaluate import PairedScores, _check_outputs, _record, _write_json, lpips_net, lpips_note
+    from img2img.commands.evaluate import (
+        PairedScores,
+        _check_outputs,
+        _record,
+        _write_json,
+        data_from_config,
+        lpips_net,
+        lpips_note,
+    )  # fmt: skip
     from img2img.data.labels import LabelDataConfig, label_items, read_pair
     from img2img.devices import resolve_device
     from img2img.infer.model import load
     from img2img.io.labels import read_instance_map
 
+    data_from_config(args, "synthesize")
     if args.size < 0 or (args.max_images is not None and args.max_images < 1):
         raise Img2ImgError("--size must be >= 0 and --max-images >= 1")
     lp, lp_info = lpips_net(args, resolve_device(args.device))

@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         sub = tasks.add_parser(task, help=text, description=text)
         sub.formatter_class = argparse.RawDescriptionHelpFormatter
         sub.epilog = _EPILOG
-        _add_paired_arguments(sub)
+        _add_paired_arguments(sub, task)
         if task == "translate":
             add_lpips_arguments(sub)
     syn = tasks.add_parser("synthesize", help=eval_synthesize.HELP, description=eval_synthesize.HELP)
@@ -58,11 +58,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     shapes.set_defaults(_task_run=eval_shapes.run)
 
 
-def _add_paired_arguments(p: argparse.ArgumentParser) -> None:
+def _add_paired_arguments(p: argparse.ArgumentParser, task: str) -> None:
     p.add_argument(
         "--weights", required=True, help="'bicubic' (baseline), a catalog name, .safetensors or released .pth"
     )
-    p.add_argument("--data", required=True, type=Path, help="benchmark folder (see layouts below)")
+    p.add_argument("--data", required=task == "sr", type=Path, help="benchmark folder (see layouts below)")
     p.add_argument("--scale", type=int, help="upscale factor (default: the model's; 4 for bicubic)")
     p.add_argument("--json", type=Path, help="write per-image and mean results, with the protocol, here")
     p.add_argument("--save-images", type=Path, metavar="DIR", help="save the 8-bit outputs as DIR/<name>.png")
@@ -87,10 +87,53 @@ def _add_paired_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument(
         "--direction", choices=["AtoB", "BtoA"], help="which half is the input (default: the way the model was trained)"
     )
-    t.add_argument("--layout", default="aligned", choices=["aligned", "folders"], help="A|B images or A/ B/")
-    t.add_argument("--size", type=int, default=0, help="resize pairs to SIZE x SIZE first (0 = as they are)")
+    t.add_argument("--layout", choices=["aligned", "folders"], help="A|B images (default) or A/ B/")
+    t.add_argument("--size", type=int, help="resize pairs to SIZE x SIZE first (default 0 = as they are)")
     t.add_argument("--max-images", type=int, help="only the first N pairs (by name)")
     t.add_argument("--train-mode", action="store_true", help="dropout on + batch statistics (released pix2pix)")
+    if task == "translate":
+        add_config_argument(t, "pix2pix")
+
+
+def add_config_argument(p: argparse.ArgumentParser | argparse._ArgumentGroup, recipe: str) -> None:
+    p.add_argument(
+        "--config", type=Path, metavar="RUN.yaml",
+        help=f"a {recipe} training config: its validation data (val.root, data.layout, the size it validates at, "
+        "val.max_images and the direction or label side) for what is not given here",
+    )  # fmt: skip
+
+
+def data_from_config(args: argparse.Namespace, task: str) -> None:
+    """Fill --data, --layout, --size, --max-images and --direction (translate) / --label-side (synthesize) that
+    were not given from the validation data of the `--config` training config, then the plain defaults."""
+    config = getattr(args, "config", None)
+    if config is not None:
+        from img2img.train.config import load_config
+
+        cfg = load_config(config)
+        recipe = {"translate": "pix2pix", "synthesize": "spade"}[task]
+        if cfg.recipe != recipe:
+            raise Img2ImgError(f"{config} is a {cfg.recipe} config; eval {task} takes a {recipe} config")
+        spec = cfg.spec
+        if not spec.val.root:
+            raise Img2ImgError(f"{config} has no val.root: it names no validation data")
+        picks = {"data": Path(spec.val.root), "layout": spec.data.layout, "max_images": spec.val.max_images,
+                 "size": spec.val.size or spec.data.crop_size}  # fmt: skip
+        picks.update(
+            {"direction": spec.data.direction} if task == "translate" else {"label_side": spec.data.label_side}
+        )
+        for key, value in picks.items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+        if task == "translate" and spec.val.train_mode:
+            args.train_mode = True
+    if args.data is None:
+        raise Img2ImgError("give --data DIR, or --config RUN.yaml for a training config's validation data")
+    args.size = 0 if args.size is None else args.size
+    if task == "translate":
+        args.layout = args.layout or "aligned"
+    else:
+        args.label_side = args.label_side or "right"
 
 
 def add_lpips_arguments(p: argparse.ArgumentParser) -> None:
@@ -271,6 +314,7 @@ def run_translate(args: argparse.Namespace) -> int:
 
     if args.weights.lower() == "bicubic" or args.scale is not None:
         raise Img2ImgError("eval translate takes translation --weights and no --scale")
+    data_from_config(args, "translate")
     if args.size < 0 or (args.max_images is not None and args.max_images < 1):
         raise Img2ImgError("--size must be >= 0 and --max-images >= 1")
     from img2img.devices import resolve_device
