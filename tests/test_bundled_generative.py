@@ -1,6 +1,6 @@
 """The bundled label-map and text models as a user gets them: spade-facades-small, evaluated from scratch on
 the facades validation pairs, reproduces its card, keeps a label map's size, and gives other photos for other
-seeds and styles; stackgan-shapes-small paints the background a prompt asks for."""
+seeds and styles (one style file or a folder matched by stem, through the command); stackgan-shapes-small paints the background a prompt asks for."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import img2img
 from img2img.cli import main
@@ -72,3 +73,29 @@ def test_bundled_stackgan_paints_the_background_the_prompt_asks_for() -> None:
     assert hits >= total - 1  # the card records 0.957 background accuracy for Stage I
     (big,) = model("a red circle on a blue background", n=1, seed=0)
     assert big.images[0].shape == (128, 128, 3)  # Stage II by default
+
+
+def test_synthesize_command_takes_one_style_or_a_folder_matched_by_stem(facades_val, tmp_path) -> None:
+    """`--style FILE` styles every label map; `--style DIR` gives each label map the photo of its stem; the
+    outputs are the model's for those styles (8-bit rounding aside)."""
+    model = img2img.load("spade-facades-small", device="cpu")
+    labels, styles = tmp_path / "labels", tmp_path / "styles"
+    labels.mkdir(), styles.mkdir()
+    pairs = [read_image(p).rgb for p in sorted(facades_val.iterdir())[:2]]
+    ids = {}
+    for stem, pair, other in (("a", pairs[0], pairs[1]), ("b", pairs[1], pairs[0])):
+        colour = (pair[:, 256:] * 255).round().astype(np.uint8)
+        Image.fromarray(colour).save(labels / f"{stem}.png")
+        Image.fromarray((other[:, :256] * 255).round().astype(np.uint8)).save(styles / f"{stem}.png")
+        ids[stem] = map_colours(colour, model.spec.palette)
+    one = styles / "a.png"
+    assert main(["synthesize", str(labels), str(tmp_path / "one"), "--model", "spade-facades-small", "--style",
+                 str(one), "--device", "cpu", "--quiet"]) == 0  # fmt: skip
+    assert main(["synthesize", str(labels), str(tmp_path / "each"), "--model", "spade-facades-small", "--style",
+                 str(styles), "--device", "cpu", "--quiet"]) == 0  # fmt: skip
+    for stem in ("a", "b"):
+        for folder, style in (("one", one), ("each", styles / f"{stem}.png")):
+            got = read_image(tmp_path / folder / f"{stem}.png").rgb
+            want = model(ids[stem], style=read_image(style).rgb)
+            assert np.abs(got - want).max() <= 1 / 255 + 1e-6, (folder, stem)
+    assert not np.array_equal(read_image(tmp_path / "one" / "b.png").rgb, read_image(tmp_path / "each" / "b.png").rgb)

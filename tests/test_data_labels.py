@@ -171,3 +171,25 @@ def test_real_coco_stuff_folders_with_dontcare_and_instances(data_root: Path) ->
     ids = s["label"].numpy()
     assert ids.shape == (64, 64) and set(np.unique(ids)) <= set(range(182)) | {255}
     assert s["instance"].shape == (64, 64) and 0 < float(s["instance"].mean()) < 0.5
+
+
+def test_real_cityscapes_scenes_with_label_ids_and_16_bit_instance_ids(data_root: Path) -> None:
+    """The pix2pixHD/SPADE Cityscapes layout: `train_label/*_gtFine_labelIds.png` (35 classes),
+    `train_inst/*_gtFine_instanceIds.png` (16-bit ids: class * 1000 + instance) and `train_img/*_leftImg8bit.png`,
+    matched by scene; resized 2:1 as the released config does."""
+    root = data_root / "cityscapes_samples"
+    if not root.is_dir():
+        pytest.skip(f"cityscapes_samples not found under {data_root} (IMG2IMG_DATA)")
+    c = LabelDataConfig(root=str(root), label_nc=35, instance=True, preprocess="fixed", load_size=128, crop_size=128,
+                        aspect_ratio=2.0, label_dir=str(root / "train_label"), image_dir=str(root / "train_img"),
+                        instance_dir=str(root / "train_inst"))  # fmt: skip
+    spec = c.spec(35)
+    data = LabelDataset(c, spec)
+    assert len(data) == 8 and spec.semantic_nc == 36  # 35 classes + the instance-boundary channel
+    s = data[0]
+    ids, edges, photo = s["label"].numpy(), s["instance"].numpy(), s["image"]
+    assert ids.shape == edges.shape == (64, 128) and photo.shape == (3, 64, 128)
+    assert set(np.unique(ids)) <= set(range(35)) and len(np.unique(ids)) > 5  # a street scene has many classes
+    raw = np.asarray(Image.open(sorted((root / "train_inst").iterdir())[0]))
+    assert raw.dtype != np.uint8 and raw.max() > 1000  # cars and people carry class * 1000 + k
+    assert 0 < float(edges.mean()) < 0.3 and set(np.unique(edges)) <= {0.0, 1.0}
