@@ -1,6 +1,7 @@
 """The bundled label-map and text models as a user gets them: spade-facades-small, evaluated from scratch on
 the facades validation pairs, reproduces its card, keeps a label map's size, and gives other photos for other
-seeds and styles (one style file or a folder matched by stem, through the command); stackgan-shapes-small paints the background a prompt asks for."""
+seeds and styles (one style file or a folder matched by stem, through the command); stackgan-shapes-small
+paints the background a prompt asks for."""
 
 from __future__ import annotations
 
