@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,16 +147,15 @@ def _load_cache(path: Path, key: str) -> FeatureSet | None:
 
 
 def _save_cache(path: Path, key: str, fs: FeatureSet, label: str, preprocess: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    from img2img.io.fileio import atomic_target
+
+    with atomic_target(path) as tmp, open(tmp, "wb") as f:  # a killed run never leaves half a cache file
         np.savez(
             f, key=np.array(key), extractor=np.array(label), preprocess=np.array(preprocess),
             names=np.array(fs.names, dtype=str), pool=fs.pool, logits=fs.logits,
             failed_names=np.array([n for n, _ in fs.failures], dtype=str),
             failed_reasons=np.array([r for _, r in fs.failures], dtype=str),
         )  # fmt: skip
-    os.replace(tmp, path)  # a killed run never leaves half a cache file
 
 
 def _batches(files: list[Path], preprocess, batch_size: int, failures: list, bar) -> Iterator[tuple[list, list]]:

@@ -94,10 +94,9 @@ def _recorded_pins() -> dict[str, str]:
 
 def _record_pin(key: str, digest: str) -> None:
     pins = {**_recorded_pins(), key: digest}
-    path = _pins_file()
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(pins, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    from img2img.io.fileio import atomic_write_text
+
+    atomic_write_text(_pins_file(), json.dumps(pins, indent=2, sort_keys=True))
 
 
 def download(
