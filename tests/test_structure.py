@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["pytester"]  # test_ci_turns_a_skip_for_missing_data_into_a_failure runs pytest itself
+
 PKG = Path(__file__).resolve().parents[1] / "img2img"
 TRAINING = {"train", "recipes", "data", "losses"}
 # group -> the groups it may import (errors is everyone's; a group may import itself)
@@ -125,3 +127,24 @@ def test_module_level_imports_have_no_cycles() -> None:
     for m in sorted(graph):
         if m not in state:
             visit(m)
+
+
+def test_ci_turns_a_skip_for_missing_data_into_a_failure(pytester, monkeypatch) -> None:
+    """CI always has the development data: there a test skipped for lack of it fails; other skips stay skips,
+    and off CI both are skips."""
+    pytester.makeconftest((Path(__file__).parent / "conftest.py").read_text())
+    pytester.makepyfile(
+        test_probe="""
+import pytest
+
+def test_needs_data():
+    pytest.skip("facades/val not found under /nowhere (set IMG2IMG_DATA)")
+
+def test_needs_a_browser():
+    pytest.skip("needs Debian's chromium: apt-get install chromium")
+"""
+    )
+    monkeypatch.setenv("CI", "true")
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(failed=1, skipped=1)
+    monkeypatch.delenv("CI")
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(skipped=2)
