@@ -2,7 +2,8 @@
 (configs/spade/small_facades.yaml, 128x128) and StackGAN Stage I (configs/stackgan/shapes_stage1.yaml, batch
 32, 64x64) on this machine's CPU, through the real engine (`Trainer`): plain fp32 with contiguous (NCHW) tensors,
 channels_last (the default on CPU until these numbers showed it slower for training), and bf16
-autocast in either layout. Each variant runs
+autocast in either layout, and torch.compile of every network (`train.compile`, its first step, which
+compiles, is the untimed warm-up). Each variant runs
 in the same process on the same synthetic data; the median of the timed steps is reported.
 Prints a table and writes benchmarks/results/train.json.
 
@@ -27,6 +28,7 @@ REPO = HERE.parent
 VARIANTS = {  # name -> config overrides
     "fp32 NCHW": ["train.memory_format=contiguous", "train.amp=off", "train.fused_adam=false"],
     "fp32 fused Adam": ["train.memory_format=contiguous", "train.amp=off"],
+    "fp32 compiled": ["train.memory_format=contiguous", "train.amp=off", "train.compile=true"],
     "channels_last": ["train.memory_format=channels_last", "train.amp=off"],
     "bf16 CL": ["train.memory_format=channels_last", "train.amp=bf16"],
     "bf16 NCHW": ["train.memory_format=contiguous", "train.amp=bf16"],
@@ -62,8 +64,9 @@ def make_shapes_encoder(root: Path) -> Path:
     return out
 
 
-def step_times(config: str, overrides: list[str], steps: int, warmup: int) -> list[float]:
-    """Seconds per optimisation step (all phases) of the engine on this config."""
+def step_times(config: str, overrides: list[str], steps: int, warmup: int) -> tuple[list[float], list[float]]:
+    """Seconds per optimisation step (all phases) of the engine on this config: the timed steps, and the
+    warm-up steps before them."""
     from img2img.train import Trainer
     from img2img.train.config import load_config
 
@@ -77,9 +80,8 @@ def step_times(config: str, overrides: list[str], steps: int, warmup: int) -> li
         scratch = {"step": i}
         for phase in trainer.phases:
             trainer._run_phase(phase, batch, scratch)
-        if i >= warmup:
-            times.append(time.perf_counter() - t)
-    return times
+        times.append(time.perf_counter() - t)
+    return times[warmup:], times[:warmup]
 
 
 def main() -> None:
@@ -122,15 +124,18 @@ def main() -> None:
         for job, (config, extra) in jobs.items():
             # Interleave the variants round by round so a busy machine skews them alike.
             times: dict[str, list[float]] = {v: [] for v in variants}
+            first: dict[str, list[float]] = {v: [] for v in variants}
             for _ in range(rounds):
                 for v, o in variants.items():
-                    times[v] += step_times(config, [*extra, *o], steps, warmup=1)
+                    timed, warm = step_times(config, [*extra, *o], steps, warmup=1)
+                    times[v] += timed
+                    first[v] += warm
             med = {v: statistics.median(t) for v, t in times.items()}
             base = med["fp32 NCHW"]
             for v in variants:
                 side = int(job.rsplit(" ", 1)[-1]) if job.rsplit(" ", 1)[-1].isdigit() else size
                 rows.append({"model": job, "variant": v, "size": side, "step_s": med[v], "vs_fp32_nchw": base / med[v],
-                             "steps_timed": len(times[v])})  # fmt: skip
+                             "steps_timed": len(times[v]), "first_step_s": first[v]})  # fmt: skip
     info = describe()
     print(f"\nimg2img training step time on {headline(info)}")
     hdr = f"{'model':26} {'variant':13} {'size':>5} {'s/step':>8} {'speed-up':>9}"
