@@ -254,6 +254,16 @@ def test_eval_dist_generates_the_fake_set_from_a_model_first(tmp_path, tiny_labe
     assert eval_dist.run(_parser().parse_args(argv)) == 0
     rep = json.loads(out.read_text())
     assert rep["sizes"]["fake"] == 4 and "generated with" in rep["folders"]["fake"]
+    # --record keeps the scores in the model's card, with how they were made
+    argv = [*base, "--weights", str(path), "--inputs", str(labels), "--record", "dist_random_test", "--seed", "4"]
+    assert eval_dist.run(_parser().parse_args(argv)) == 0
+    from img2img.weights.format import read_card
+
+    rec = read_card(path).metrics["dist_random_test"]
+    assert rec["fid"] > 0 and rec["sizes"] == {"real": 3, "fake": 3} and "RANDOM" in rec["protocol"]
+    assert f"on {labels} (seed 4)" in rec["protocol"]
+    with pytest.raises(Img2ImgError, match="--record needs our .safetensors"):
+        eval_dist.run(_parser().parse_args([*base, "--fake", str(real), "--record", "x"]))
     with pytest.raises(Img2ImgError, match="--fake DIR .* or --weights"):
         eval_dist.run(_parser().parse_args(base))
     with pytest.raises(Img2ImgError, match="give --inputs DIR, not prompts"):

@@ -53,6 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--text", action="append", default=[], help="text models: a prompt (repeatable)")
     g.add_argument("-n", type=int, default=1, dest="samples", help="text models: images per prompt (default 1)")
     g.add_argument("--save-fake", type=Path, metavar="DIR", help="keep the generated images here (default: temporary)")
+    g.add_argument("--record", metavar="KEY", help="also store the scores in the card of --weights (our .safetensors)")
     p.add_argument(
         "--metrics", default=DEFAULT_METRICS, help=f"comma list of {','.join(METRICS)} (default %(default)s)"
     )
@@ -114,6 +115,8 @@ def _check_args(args: argparse.Namespace) -> Path | None:
             raise Img2ImgError(f"-n must be 1..64, not {args.samples}")
         if args.save_fake is not None and args.save_fake.exists() and any(args.save_fake.iterdir()):
             raise Img2ImgError(f"--save-fake {args.save_fake} is not empty; choose an empty or new folder")
+    if args.record and not (args.weights and args.weights.endswith(".safetensors") and Path(args.weights).is_file()):
+        raise Img2ImgError(f"--record needs our .safetensors file as --weights, not {args.weights!r}")
     for flag, folder in (("--real", args.real), ("--fake", args.fake)):
         if folder is not None and not folder.is_dir():
             raise Img2ImgError(f"{flag} {folder} is not a folder")
@@ -341,7 +344,25 @@ def _run(args: argparse.Namespace, names: list[str], weights: Path | None) -> in
             report["note"] = note
         _write_json(args.json, report)
         print(f"wrote {args.json}")
+    if args.record:
+        _record(args, res, {k: len(v.names) for k, v in sets.items()}, extractor.label)
     return 0
+
+
+def _record(args: argparse.Namespace, res: dict, sizes: dict, label: str) -> None:
+    """The scores into the card (JSON and safetensors header) of the model that made the fake set."""
+    from img2img.weights.format import load_weights, save_weights
+
+    path = Path(args.weights)
+    sd, card = load_weights(path)
+    source = args.inputs or args.prompts or f"{len(args.text)} prompt(s) given with --text"
+    protocol = (f"real: {args.real}; fake: {card.name} on {source} (seed {args.seed}"
+                + (f", {args.samples} per prompt" if args.samples > 1 else "") + f"); features: {label}; "
+                f"preprocessing {args.preprocess}")  # fmt: skip
+    kept = {k: v for k, v in res.items() if not k.startswith(("fid_", "kid_subset", "is_splits", "pr_k"))}
+    card.metrics[args.record] = {**kept, "sizes": sizes, "protocol": protocol}
+    save_weights(path, sd, card)
+    print(f"recorded metrics.{args.record} in {path}")
 
 
 def _write_json(path: Path, data: dict) -> None:
