@@ -226,19 +226,32 @@ def test_batch_larger_than_dataset(tmp_path: Path) -> None:
         Trainer(tiny(tmp_path, "train.batch_size=16")).fit()
 
 
+def trained_both_ways(tmp_path: Path, key: str) -> dict[bool, Trainer]:
+    """The same tiny run (seed 3) with `train.KEY` true and false."""
+    images = make_images(tmp_path / "hr")
+    runs = {}
+    for on in (True, False):
+        runs[on] = Trainer(
+            tiny(tmp_path / f"run_{on}", f"train.{key}={str(on).lower()}", "train.seed=3", images=images)
+        )
+        runs[on].fit()
+    return runs
+
+
+def assert_same_weights(runs: dict[bool, Trainer]) -> None:
+    a, b = (runs[on].nets["G"].state_dict() for on in (True, False))
+    assert a.keys() == b.keys()
+    for k, v in a.items():
+        assert torch.allclose(v, b[k], atol=1e-5, rtol=1e-4), k
+
+
 def test_fused_adam_is_the_default_and_trains_like_the_loop(tmp_path: Path) -> None:
     """train.fused_adam (default on) uses torch's fused kernel; the weights after the same steps match the
     default implementation's to float rounding, so the speed-up changes nothing a user can see."""
-    images = make_images(tmp_path / "hr")
-    weights = {}
-    for fused in (True, False):
-        out = tmp_path / f"run_{fused}"
-        trainer = Trainer(tiny(out, f"train.fused_adam={str(fused).lower()}", "train.seed=3", images=images))
-        trainer.fit()
-        assert all(o.defaults.get("fused") is (True if fused else None) for o in trainer.optims.values())
-        weights[fused] = {k: v.detach().clone() for k, v in trainer.nets["G"].state_dict().items()}
-    for k, v in weights[True].items():
-        assert torch.allclose(v, weights[False][k], atol=1e-5, rtol=1e-4), k
+    runs = trained_both_ways(tmp_path, "fused_adam")
+    for on, trainer in runs.items():
+        assert all(o.defaults.get("fused") is (True if on else None) for o in trainer.optims.values())
+    assert_same_weights(runs)
 
 
 def test_compiled_training_trains_like_the_eager_loop(tmp_path: Path, one_thread, monkeypatch) -> None:
@@ -247,14 +260,5 @@ def test_compiled_training_trains_like_the_eager_loop(tmp_path: Path, one_thread
     stay interchangeable)."""
     monkeypatch.setenv("IMG2IMG_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "")
-    images = make_images(tmp_path / "hr")
-    weights = {}
-    for compiled in (True, False):
-        out = tmp_path / f"run_{compiled}"
-        trainer = Trainer(tiny(out, f"train.compile={str(compiled).lower()}", "train.seed=3", images=images))
-        trainer.fit()
-        weights[compiled] = {k: v.detach().clone() for k, v in trainer.nets["G"].state_dict().items()}
-    assert weights[True].keys() == weights[False].keys()
-    for k, v in weights[True].items():
-        assert torch.allclose(v, weights[False][k], atol=1e-5, rtol=1e-4), k
+    assert_same_weights(trained_both_ways(tmp_path, "compile"))
     assert any(p.is_file() for p in (tmp_path / "home" / "compile").rglob("*"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from img2img.cli import main
@@ -29,26 +30,25 @@ def scores(tmp_path: Path, capsys, *argv: str) -> dict:
     return json.loads(out.read_text())
 
 
-def test_eval_translate_takes_the_validation_data_of_a_pix2pix_config(facades_like, tmp_path, capsys) -> None:
-    run = config(tmp_path, "pix2pix/small_facades.yaml", facades_like / "val")
-    weights = ["translate", "--weights", "pix2pix-facades-small"]
-    got = scores(tmp_path, capsys, *weights, "--config", str(run))
-    want = scores(tmp_path, capsys, *weights, "--data", str(facades_like / "val"), "--size", "128",
-                  "--max-images", "2", "--direction", "BtoA", "--layout", "aligned")  # fmt: skip
+@pytest.mark.parametrize(
+    ("task", "shipped", "weights", "side"),
+    [
+        ("translate", "pix2pix/small_facades.yaml", "pix2pix-facades-small", ["--direction", "BtoA"]),
+        ("synthesize", "spade/small_facades_vae.yaml", "spade-facades-small", ["--label-side", "right"]),
+    ],
+)
+def test_eval_takes_the_validation_data_of_a_training_config(
+    task, shipped, weights, side, facades_like, tmp_path, capsys
+) -> None:
+    run = config(tmp_path, shipped, facades_like / "val")
+    model = [task, "--weights", weights]
+    got = scores(tmp_path, capsys, *model, "--config", str(run))
+    want = scores(tmp_path, capsys, *model, "--data", str(facades_like / "val"), "--size", "128",
+                  "--max-images", "2", *side, "--layout", "aligned")  # fmt: skip
     assert got["mean"] == want["mean"] and len(got["images"]) == 2 and got["size"] == 128
-    assert got["direction"] == "BtoA" and got["data"] == str(facades_like / "val")
-    # A flag given wins over the config.
-    one = scores(tmp_path, capsys, *weights, "--config", str(run), "--max-images", "1")
+    assert got["data"] == str(facades_like / "val")
+    one = scores(tmp_path, capsys, *model, "--config", str(run), "--max-images", "1")  # a flag given wins
     assert len(one["images"]) == 1
-
-
-def test_eval_synthesize_takes_the_validation_data_of_a_spade_config(facades_like, tmp_path, capsys) -> None:
-    run = config(tmp_path, "spade/small_facades_vae.yaml", facades_like / "val")
-    weights = ["synthesize", "--weights", "spade-facades-small"]
-    got = scores(tmp_path, capsys, *weights, "--config", str(run))
-    want = scores(tmp_path, capsys, *weights, "--data", str(facades_like / "val"), "--size", "128",
-                  "--max-images", "2", "--label-side", "right", "--layout", "aligned")  # fmt: skip
-    assert got["mean"] == want["mean"] and len(got["images"]) == 2 and got["size"] == 128
 
 
 def test_configs_that_cannot_serve_are_refused(facades_like, tmp_path, capsys) -> None:
