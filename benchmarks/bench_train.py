@@ -1,6 +1,7 @@
 """Training step time of pix2pix (unet_256, batch 1, 256x256), CycleGAN (resnet_9blocks, 256x256), SPADE
-(configs/spade/small_facades.yaml, 128x128) and StackGAN Stage I (configs/stackgan/shapes_stage1.yaml, batch
-32, 64x64) on this machine's CPU, through the real engine (`Trainer`): plain fp32 with contiguous (NCHW) tensors,
+(configs/spade/small_facades.yaml, 128x128), StackGAN Stage I (configs/stackgan/shapes_stage1.yaml, batch
+32, 64x64) and the ESRGAN PSNR stage (configs/esrgan/small_psnr_x4.yaml, batch 16, 128 px HR crops) on
+this machine's CPU, through the real engine (`Trainer`): plain fp32 with contiguous (NCHW) tensors,
 channels_last (the default on CPU until these numbers showed it slower for training), and bf16
 autocast in either layout, and torch.compile of every network (`train.compile`, its first step, which
 compiles, is the untimed warm-up). Each variant runs
@@ -118,6 +119,8 @@ def main() -> None:
                                         "val.root=null"]),
             "stackgan stage1 shapes 64": ("stackgan/shapes_stage1.yaml", [*small, f"data.root={root / 'shapes'}",
                                           f"text_encoder={encoder}"]),
+            "esrgan small_psnr_x4 128": ("esrgan/small_psnr_x4.yaml", [*small, f"data.hr_dirs=[{root / 'trainA'}]",
+                                         "data.patch_size=128", "data.repeat=8", "val.hr_dir=null"]),
         }  # fmt: skip
         wanted = [w for w in args.only.split(",") if w]
         jobs = {k: v for k, v in jobs.items() if not wanted or any(w in k for w in wanted)}
