@@ -27,7 +27,7 @@ CARDS = REPO / "weights"
 def facades_val(data_root) -> Path:
     val = data_root / "facades" / "val"
     if not val.is_dir():
-        pytest.skip(f"facades/val not found under {data_root} (set IMG2IMG_DATA)")
+        pytest.skip(reason=f"facades/val not found under {data_root} (set IMG2IMG_DATA)")
     return val
 
 

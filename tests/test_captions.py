@@ -75,7 +75,7 @@ def test_plain_layout_and_its_errors(tmp_path: Path) -> None:
 def test_coco_layout_reads_the_caption_json(data_root: Path) -> None:
     root = data_root / "coco_mini_captions"
     if not root.is_dir():
-        pytest.skip(f"coco_mini_captions not found under {data_root} (IMG2IMG_DATA)")
+        pytest.skip(reason=f"coco_mini_captions not found under {data_root} (IMG2IMG_DATA)")
     cfg = CaptionDataConfig(root=str(root), layout="coco", size=32, load_size=38, flip=True)
     recs = caption_records(cfg)
     assert len(recs) == 80 and all(len(r.captions) >= 5 for r in recs)

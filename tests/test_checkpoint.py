@@ -223,7 +223,7 @@ def test_init_from_run_folder_and_arch_check(tmp_path: Path, images: Path) -> No
 def test_init_from_released_pth(tmp_path: Path, images: Path) -> None:
     pth = DATA / "weights_official" / "realesr-animevideov3.pth"
     if not pth.is_file():
-        pytest.skip(f"{pth} not present (set IMG2IMG_DATA)")
+        pytest.skip(reason=f"{pth} not present (set IMG2IMG_DATA)")
     from img2img.weights.convert import convert_file
 
     want, _ = convert_file(pth)

@@ -63,7 +63,7 @@ def test_ncnn_animevideov3_variants_share_the_x4_network() -> None:
 def test_pth_release_and_ncnn_release_are_the_same_network() -> None:
     pth = DATA / "weights_official" / "realesr-animevideov3.pth"
     if not pth.is_file():
-        pytest.skip(f"shared data absent: {pth}")
+        pytest.skip(reason=f"shared data absent: {pth}")
     sd_n, card_n = convert_file(MODELS / "REALESRGAN_ANIMAVIDEOV3_UP4X.param")
     sd_p, card_p = convert_file(pth)
     assert card_p.arch_kwargs == card_n.arch_kwargs and card_p.name == "realesr-animevideov3"

@@ -52,7 +52,7 @@ def cfg(root: Path, **kw) -> LabelDataConfig:
 def test_facades_palette_is_what_the_real_label_maps_use(data_root: Path) -> None:
     train = data_root / "facades" / "train"
     if not train.is_dir():
-        pytest.skip(f"facades not found under {data_root} (IMG2IMG_DATA)")
+        pytest.skip(reason=f"facades not found under {data_root} (IMG2IMG_DATA)")
     files = sorted(train.glob("*.jpg"))[:40]
     halves = [np.asarray(Image.open(p).convert("RGB"))[:, 256:] for p in files]
     found = derive_palette(halves, 12)
@@ -163,7 +163,7 @@ def test_config_errors_name_the_keys(tmp_path: Path) -> None:
 def test_real_coco_stuff_folders_with_dontcare_and_instances(data_root: Path) -> None:
     root = data_root / "coco_stuff_spade"
     if not root.is_dir():
-        pytest.skip(f"coco_stuff_spade not found under {data_root} (IMG2IMG_DATA)")
+        pytest.skip(reason=f"coco_stuff_spade not found under {data_root} (IMG2IMG_DATA)")
     c = LabelDataConfig(root=str(root), label_nc=182, dontcare=255, instance=True, load_size=64, crop_size=64)
     data = LabelDataset(c, c.spec(182))
     assert len(data) == 13 and c.spec(182).semantic_nc == 184
@@ -179,7 +179,7 @@ def test_real_cityscapes_scenes_with_label_ids_and_16_bit_instance_ids(data_root
     matched by scene; resized 2:1 as the released config does."""
     root = data_root / "cityscapes_samples"
     if not root.is_dir():
-        pytest.skip(f"cityscapes_samples not found under {data_root} (IMG2IMG_DATA)")
+        pytest.skip(reason=f"cityscapes_samples not found under {data_root} (IMG2IMG_DATA)")
     c = LabelDataConfig(root=str(root), label_nc=35, instance=True, preprocess="fixed", load_size=128, crop_size=128,
                         aspect_ratio=2.0, label_dir=str(root / "train_label"), image_dir=str(root / "train_img"),
                         instance_dir=str(root / "train_inst"))  # fmt: skip

@@ -334,7 +334,7 @@ def test_realesrgan_dataset_mode(tmp_path):
 def test_set5_bicubic_lr_matches_the_published_lr_files():
     folder = DATA / "sr" / "Set5" / "image_SRF_4"
     if not folder.is_dir():
-        pytest.skip(f"Set5 not found at {folder} (set IMG2IMG_DATA)")
+        pytest.skip(reason=f"Set5 not found at {folder} (set IMG2IMG_DATA)")
     synth = SRDataset(SRDataConfig([str(folder)], scale=4, patch_size=96, augment=False), seed=0)
     paired = SRDataset(SRDataConfig([str(folder)], lr_dirs=[str(folder)], scale=4, patch_size=96, augment=False))
     assert len(synth) == len(paired) == 5
@@ -347,7 +347,7 @@ def test_set5_bicubic_lr_matches_the_published_lr_files():
 def test_t91_patches_and_small_images():
     folder = DATA / "sr" / "T91"
     if not folder.is_dir():
-        pytest.skip(f"T91 not found at {folder} (set IMG2IMG_DATA)")
+        pytest.skip(reason=f"T91 not found at {folder} (set IMG2IMG_DATA)")
     ds = SRDataset(SRDataConfig([str(folder)], scale=4, patch_size=128, cache=False), seed=0)
     assert len(ds) + len(ds.too_small) == 91 and 0 < len(ds.too_small) < 91
     for key in ds.too_small:

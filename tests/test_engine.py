@@ -117,7 +117,7 @@ def test_bf16_autocast_on_cpu(tmp_path: Path) -> None:
 
 def test_fp16_needs_cuda(tmp_path: Path) -> None:
     if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
+        pytest.skip(reason="this machine has CUDA")
     with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
         Trainer(tiny(tmp_path, "train.amp=fp16"))
 

@@ -86,7 +86,7 @@ def test_untrained_vgg_with_a_small_pixel_weight_is_warned(pixel: str, warned: b
     from img2img.recipes import RECIPES
 
     if vgg19_cache_path().is_file():
-        pytest.skip("ImageNet VGG19 weights are installed here")
+        pytest.skip(reason="ImageNet VGG19 weights are installed here")
     over = [f"model.G={json.dumps(TINY_G)}", "model.D.nf=8", "loss.allow_random_vgg=true", "data.hr_dirs=[x]"]
     cfg = load_config(REPO / "configs/esrgan/gan_x4.yaml", [*over, f"loss.pixel={pixel}"])
     recipe = RECIPES["esrgan"](cfg.spec, seed=0)
@@ -204,7 +204,7 @@ def test_finetune_without_vgg_weights_says_what_to_do(tmp_path: Path, images: Pa
     from img2img.losses import vgg19_cache_path
 
     if vgg19_cache_path().is_file():
-        pytest.skip("ImageNet VGG19 weights are installed here")
+        pytest.skip(reason="ImageNet VGG19 weights are installed here")
     w = save_tiny(tmp_path / "w.safetensors", 0)
     args = ["finetune", "--weights", str(w), "--data", str(images), "--out-dir", str(tmp_path / "run")]
     with pytest.raises(ConfigError, match="loss.vgg_weights / loss.allow_random_vgg: .*VGG19"):

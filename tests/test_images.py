@@ -515,7 +515,7 @@ def test_failed_write_keeps_the_old_file_and_cleans_up(tmp_path, monkeypatch):
 
 def test_written_file_permissions_follow_umask(tmp_path):
     if os.name != "posix":
-        pytest.skip("POSIX permissions only")
+        pytest.skip(reason="POSIX permissions only")
     path = write_image(tmp_path / "perm.png", np.zeros((2, 2, 3)))
     umask = os.umask(0)
     os.umask(umask)
@@ -538,7 +538,7 @@ DATA = Path(os.environ.get("IMG2IMG_DATA", Path(__file__).resolve().parents[1].p
 def test_real_16_bit_maps_photos_and_grey_jpegs(tmp_path):
     city = DATA / "cityscapes_samples"
     if not city.is_dir():
-        pytest.skip(f"real data not found at {DATA} (set IMG2IMG_DATA)")
+        pytest.skip(reason=f"real data not found at {DATA} (set IMG2IMG_DATA)")
     inst = sorted((city / "train_inst").glob("*.png"))[0]
     want = cv2.imread(str(inst), cv2.IMREAD_UNCHANGED)
     img = read_image(inst)

@@ -126,7 +126,7 @@ def _lr_pairs() -> list[tuple[Path, Path, int]]:
 def test_recreates_matlab_made_benchmark_lr_files_exactly() -> None:
     pairs = _lr_pairs()
     if not pairs:
-        pytest.skip(f"Set5/Set14 not found under {DATA / 'sr'} (set IMG2IMG_DATA)")
+        pytest.skip(reason=f"Set5/Set14 not found under {DATA / 'sr'} (set IMG2IMG_DATA)")
     from PIL import Image
 
     assert len(pairs) == 57  # Set5 + Set14 at x2, x3, x4

@@ -138,10 +138,10 @@ def test_ci_turns_a_skip_for_missing_data_into_a_failure(pytester, monkeypatch) 
 import pytest
 
 def test_needs_data():
-    pytest.skip("facades/val not found under /nowhere (set IMG2IMG_DATA)")
+    pytest.skip(reason="facades/val not found under /nowhere (set IMG2IMG_DATA)")
 
 def test_needs_a_browser():
-    pytest.skip("needs Debian's chromium: apt-get install chromium")
+    pytest.skip(reason="needs Debian's chromium: apt-get install chromium")
 """
     )
     monkeypatch.setenv("CI", "true")
