@@ -351,18 +351,16 @@ def _run(args: argparse.Namespace, names: list[str], weights: Path | None) -> in
 
 def _record(args: argparse.Namespace, res: dict, sizes: dict, label: str) -> None:
     """The scores into the card (JSON and safetensors header) of the model that made the fake set."""
-    from img2img.weights.format import load_weights, save_weights
+    from img2img.commands.evaluate import record_in_card
+    from img2img.weights.format import read_card
 
-    path = Path(args.weights)
-    sd, card = load_weights(path)
+    card = read_card(args.weights)
     source = args.inputs or args.prompts or f"{len(args.text)} prompt(s) given with --text"
     protocol = (f"real: {args.real}; fake: {card.name} on {source} (seed {args.seed}"
                 + (f", {args.samples} per prompt" if args.samples > 1 else "") + f"); features: {label}; "
                 f"preprocessing {args.preprocess}")  # fmt: skip
     kept = {k: v for k, v in res.items() if not k.startswith(("fid_", "kid_subset", "is_splits", "pr_k"))}
-    card.metrics[args.record] = {**kept, "sizes": sizes, "protocol": protocol}
-    save_weights(path, sd, card)
-    print(f"recorded metrics.{args.record} in {path}")
+    record_in_card(args.weights, args.record, {**kept, "sizes": sizes, "protocol": protocol})
 
 
 def _write_json(path: Path, data: dict) -> None:

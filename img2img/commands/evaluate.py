@@ -201,13 +201,19 @@ def _write_json(path: Path, data: dict) -> None:
 
 def _record(args: argparse.Namespace, mean: dict[str, float], protocol: object, count: int) -> None:
     """Write the mean scores into the card (JSON and safetensors header) of the evaluated file."""
+    entry = {**{k: round(v, 4) for k, v in mean.items()}, "images": count, "protocol": protocol}
+    record_in_card(args.weights, args.record, entry)
+
+
+def record_in_card(weights: str | Path, key: str, entry: dict) -> None:
+    """`entry` as metrics.KEY in the card (JSON and safetensors header) of our weights file."""
     from img2img.weights.format import load_weights, save_weights
 
-    path = Path(args.weights)
+    path = Path(weights)
     sd, card = load_weights(path)
-    card.metrics[args.record] = {**{k: round(v, 4) for k, v in mean.items()}, "images": count, "protocol": protocol}
+    card.metrics[key] = entry
     save_weights(path, sd, card)
-    print(f"recorded metrics.{args.record} in {path}")
+    print(f"recorded metrics.{key} in {path}")
 
 
 def _fmt(v: float, digits: int) -> str:

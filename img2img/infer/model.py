@@ -167,11 +167,11 @@ class TileForward:
                 return self.output(net(x, *extra)).float()
         if precision == "fp16":
             return self.output(net(x.half(), *(e.half() for e in extra))).float()
-        return self.output((net if self._fp32_state is None else self._fp32())(x, *extra)).float()
+        return self.output(self._fp32()(x, *extra)).float()
 
-    def _fp32(self) -> nn.Module:
+    def _fp32(self) -> Any:
         if self._fp32_state is None:
-            return self.net
+            return self.compiled or self.net
         if self._fp32_net is None:
             net = copy.deepcopy(self.net).float()
             net.load_state_dict(self._fp32_state)
