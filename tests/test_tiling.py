@@ -121,8 +121,9 @@ def test_activation_estimate_ranks_the_networks() -> None:
     rrdb, compact = RRDBNet(nb=2), SRVGGNetCompact()  # full width (RRDB's depth does not change the figure)
     per_px_rrdb = tiling.activation_bytes_per_pixel(rrdb, 3, 1, 4)
     per_px_compact = tiling.activation_bytes_per_pixel(compact, 3, 1, 4)
-    # RRDB's widest activation is 64 channels at 4x resolution = 1024 values per input pixel.
-    assert per_px_rrdb == tiling.ACTIVATION_FACTOR * 4 * 1024
+    # RRDB's widest tensors (64 channels at 4x resolution) run in strips of bounded size on large inputs,
+    # so its figure is a dense block's live tensors: 5 x 64 + 8 x 32 channels at the input's size.
+    assert per_px_rrdb == 4 * (5 * 64 + 8 * 32)
     assert per_px_compact == tiling.ACTIVATION_FACTOR * 4 * 64
     assert tiling.activation_bytes_per_pixel(compact, 3, 1, 2) == per_px_compact / 2
     with torch.device("meta"):  # a network without weights gets a shape-only pass
@@ -219,3 +220,38 @@ def test_large_quantised_outputs_get_tiles_chosen_for_memory() -> None:
     lean, normal = m._pick_tile(1, 1500, 2000, None, True), m._pick_tile(1, 1500, 2000, None, False)
     assert tiling.LEAN_MIN_TILE <= lean < normal
     assert m._pick_tile(1, 300, 200, None, True) == m._pick_tile(1, 300, 200, None, False)
+
+
+@pytest.mark.parametrize("scale, size", [(4, (1, 3, 37, 21)), (8, (2, 3, 19, 13)), (2, (1, 3, 42, 30))])
+def test_rrdbnet_tail_in_strips_gives_the_whole_tail_result(monkeypatch, scale: int, size: tuple) -> None:
+    """On a large input the upsampling tail runs in row strips (bounded memory); the output is the
+    whole tail's, for every scale (x2 unshuffles, x8 has a third upsampling), odd sizes and batches."""
+    import img2img.archs.rrdbnet as rrdbnet
+
+    torch.manual_seed(0)
+    net = RRDBNet(nf=8, nb=1, gc=4, scale=scale).eval()
+    x = torch.rand(*size)
+    calls: list[int] = []
+    net.conv_last.register_forward_hook(lambda _m, _i, o: calls.append(o.shape[2]))
+    with torch.inference_mode():
+        whole = net(x)
+        assert len(calls) == 1
+        monkeypatch.setattr(rrdbnet, "TAIL_WHOLE_BYTES", 0)
+        monkeypatch.setattr(rrdbnet, "TAIL_STRIP_BYTES", 1)  # every strip at its minimum of TAIL_MIN_ROWS rows
+        calls.clear()
+        strips = net(x.contiguous(memory_format=torch.channels_last))
+    body_rows = size[2] // {2: 2}.get(scale, 1)
+    assert len(calls) == -(-body_rows // rrdbnet.TAIL_MIN_ROWS) > 1
+    assert strips.shape == whole.shape == (size[0], 3, size[2] * scale, size[3] * scale)
+    torch.testing.assert_close(strips, whole, rtol=0, atol=1e-6)
+
+
+def test_rrdbnet_tail_runs_whole_when_training(monkeypatch) -> None:
+    import img2img.archs.rrdbnet as rrdbnet
+
+    monkeypatch.setattr(rrdbnet, "TAIL_WHOLE_BYTES", 0)
+    net = RRDBNet(nf=8, nb=1, gc=4).train()
+    calls: list[int] = []
+    net.conv_last.register_forward_hook(lambda _m, _i, o: calls.append(o.shape[2]))
+    net(torch.rand(1, 3, 24, 24)).mean().backward()
+    assert calls == [96] and net.conv_first.weight.grad is not None

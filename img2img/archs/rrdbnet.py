@@ -3,6 +3,13 @@
 Parameter names follow BasicSR >= 1.0 (`conv_first`, `body.i.rdbj.convk`, `conv_body`, `conv_up1`, ...)
 so that Real-ESRGAN / BasicSR files load directly. Scales 1 and 2 pixel-unshuffle the input (as
 Real-ESRGAN's x1/x2 models do) and keep a x4 body.
+
+In inference on a large input the upsampling tail (64 channels at 2x, 4x (and 8x) the body's size:
+the largest tensors of the network, 16x the body's features at x4) runs in row strips with two rows
+of context each, so its memory stays near TAIL_STRIP_BYTES whatever the tile size (a tail of up to
+TAIL_WHOLE_BYTES runs whole: strips cost ~25% more tail work); the result is the whole-tail result
+(same arithmetic on the same inputs). Training, tracing, export and torch.compile
+run the tail whole.
 """
 
 from __future__ import annotations
@@ -10,6 +17,21 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+TAIL_WHOLE_BYTES = 64 << 20  # an inference tail whose widest tensor is larger runs in strips ...
+TAIL_STRIP_BYTES = 8 << 20  # ... of about this size
+TAIL_MIN_ROWS = 8  # body rows per strip at least (each strip recomputes 2 x TAIL_HALO rows)
+TAIL_HALO = 2  # body rows of context above and below a strip: the tail's convs reach 1.25 rows
+
+
+def _graph_capture() -> bool:
+    """True while torch.jit / torch.export / torch.compile / ONNX capture the forward: shape-dependent
+    Python control flow must not run there."""
+    exporting = getattr(torch.compiler, "is_exporting", lambda: False)
+    return bool(
+        torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling() or exporting()
+        or torch.onnx.is_in_onnx_export()
+    )  # fmt: skip
 
 
 class ResidualDenseBlock(nn.Module):
@@ -77,12 +99,40 @@ class RRDBNet(nn.Module):
     def size_multiple(self) -> int:
         return self.unshuffle
 
+    def inference_peak_elements_per_pixel(self) -> float:
+        """Peak live tensor elements per input pixel of an inference forward on a large input (the tiler's
+        memory estimate): a dense block's (the outer features, the RRDB and RDB inputs, x1..x4, their
+        concatenation and conv5's output: 5 nf + 8 gc channels at the body's size; measured 490-560 for
+        64 / 32), since a large tail runs in strips of bounded size (TAIL_WHOLE_BYTES at most)."""
+        nf, gc = self.conv_first.out_channels, self.body[0].rdb1.conv1.out_channels if len(self.body) else 0
+        return (5 * nf + 8 * gc) / self.unshuffle**2
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.unshuffle > 1:
             x = F.pixel_unshuffle(x, self.unshuffle)
         feat = self.conv_first(x)
         feat = feat + self.conv_body(self.body(feat))
+        if torch.is_grad_enabled() or _graph_capture():
+            return self._tail(feat)
+        return self._tail_in_strips(feat)
+
+    def _tail(self, feat: torch.Tensor) -> torch.Tensor:
         for i in range(1, self.n_up + 1):
             up = F.interpolate(feat, scale_factor=2, mode="nearest")
             feat = self.lrelu(getattr(self, f"conv_up{i}")(up))
         return self.conv_last(self.lrelu(self.conv_hr(feat)))
+
+    def _tail_in_strips(self, feat: torch.Tensor) -> torch.Tensor:
+        up = 2**self.n_up
+        n, c, h, w = feat.shape
+        row_bytes = feat.element_size() * n * c * w * up * up  # the widest tail tensor, per body row
+        if row_bytes * h <= TAIL_WHOLE_BYTES:
+            return self._tail(feat)
+        rows = max(TAIL_MIN_ROWS, TAIL_STRIP_BYTES // row_bytes)
+        strips = []
+        for r0 in range(0, h, rows):
+            r1 = min(h, r0 + rows)
+            s0, s1 = max(0, r0 - TAIL_HALO), min(h, r1 + TAIL_HALO)
+            y = self._tail(feat[:, :, s0:s1])
+            strips.append(y[:, :, (r0 - s0) * up : (r1 - s0) * up])
+        return torch.cat(strips, dim=2)
