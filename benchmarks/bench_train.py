@@ -5,7 +5,9 @@ this machine's CPU, through the real engine (`Trainer`): plain fp32 with contigu
 channels_last (the default on CPU until these numbers showed it slower for training), and bf16
 autocast in either layout, and torch.compile of every network (`train.compile`, its first step, which
 compiles, is the untimed warm-up). Each variant runs
-in the same process on the same synthetic data; the median of the timed steps is reported.
+in the same process on the same synthetic data; the median of the timed steps is reported. The data
+are loaded in the main process (num_workers 0) and timed apart from the step: `load_s`, the median
+time to make one batch, is the most that loading in DataLoader workers beside the step can save.
 Prints a table and writes benchmarks/results/train.json.
 
 Run: python benchmarks/bench_train.py [--quick] [--steps N]
@@ -65,24 +67,28 @@ def make_shapes_encoder(root: Path) -> Path:
     return out
 
 
-def step_times(config: str, overrides: list[str], steps: int, warmup: int) -> tuple[list[float], list[float]]:
-    """Seconds per optimisation step (all phases) of the engine on this config: the timed steps, and the
-    warm-up steps before them."""
+def step_times(
+    config: str, overrides: list[str], steps: int, warmup: int
+) -> tuple[list[float], list[float], list[float]]:
+    """Seconds per optimisation step (all phases) of the engine on this config: the timed steps, the
+    warm-up steps before them, and the seconds each timed step's batch took to load."""
     from img2img.train import Trainer
     from img2img.train.config import load_config
 
     trainer = Trainer(load_config(REPO / "configs" / config, overrides))
     trainer._start()
     data = trainer._batches()
-    times = []
+    times, loads = [], []
     for i in range(warmup + steps):
+        t = time.perf_counter()
         batch = next(data)
+        loads.append(time.perf_counter() - t)
         t = time.perf_counter()
         scratch = {"step": i}
         for phase in trainer.phases:
             trainer._run_phase(phase, batch, scratch)
         times.append(time.perf_counter() - t)
-    return times[warmup:], times[:warmup]
+    return times[warmup:], times[:warmup], loads[warmup:]
 
 
 def main() -> None:
@@ -128,23 +134,29 @@ def main() -> None:
             # Interleave the variants round by round so a busy machine skews them alike.
             times: dict[str, list[float]] = {v: [] for v in variants}
             first: dict[str, list[float]] = {v: [] for v in variants}
+            loads: dict[str, list[float]] = {v: [] for v in variants}
             for _ in range(rounds):
                 for v, o in variants.items():
-                    timed, warm = step_times(config, [*extra, *o], steps, warmup=1)
+                    timed, warm, load = step_times(config, [*extra, *o], steps, warmup=1)
                     times[v] += timed
                     first[v] += warm
+                    loads[v] += load
             med = {v: statistics.median(t) for v, t in times.items()}
             base = med["fp32 NCHW"]
             for v in variants:
                 side = int(job.rsplit(" ", 1)[-1]) if job.rsplit(" ", 1)[-1].isdigit() else size
                 rows.append({"model": job, "variant": v, "size": side, "step_s": med[v], "vs_fp32_nchw": base / med[v],
-                             "steps_timed": len(times[v]), "first_step_s": first[v]})  # fmt: skip
+                             "steps_timed": len(times[v]), "first_step_s": first[v],
+                             "load_s": statistics.median(loads[v])})  # fmt: skip
     info = describe()
     print(f"\nimg2img training step time on {headline(info)}")
-    hdr = f"{'model':26} {'variant':13} {'size':>5} {'s/step':>8} {'speed-up':>9}"
+    hdr = f"{'model':26} {'variant':15} {'size':>5} {'s/step':>8} {'speed-up':>9} {'load s':>7}"
     print(hdr + "\n" + "-" * len(hdr))
     for r in rows:
-        print(f"{r['model']:26} {r['variant']:13} {r['size']:>5} {r['step_s']:>8.3f} {r['vs_fp32_nchw']:>8.2f}x")
+        print(
+            f"{r['model']:26} {r['variant']:15} {r['size']:>5} {r['step_s']:>8.3f} {r['vs_fp32_nchw']:>8.2f}x "
+            f"{r['load_s']:>7.3f}"
+        )
     result = {**info, "rows": rows, "quick": args.quick}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
