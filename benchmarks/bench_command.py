@@ -39,6 +39,7 @@ card = read_card(weights)
 net = build_arch(card.arch, **card.arch_kwargs)
 net.load_state_dict(load_file(weights))
 net.eval()
+net.winograd = False  # the original code's direct convolutions (our RRDBNet's CPU Winograd path is ours)
 os.makedirs(dst, exist_ok=True)
 for path in sorted(glob.glob(os.path.join(src, "*"))):
     img = cv2.imread(path, cv2.IMREAD_COLOR)

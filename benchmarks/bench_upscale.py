@@ -74,6 +74,7 @@ def speed(name: str, side: int, repeats: int) -> dict:
     x = torch.from_numpy(img).permute(2, 0, 1)[None].contiguous()
 
     naive_net = copy.deepcopy(net).to(memory_format=torch.contiguous_format)
+    naive_net.winograd = False  # direct convolutions, as the original code runs them
 
     def naive():
         with torch.no_grad():
