@@ -122,12 +122,17 @@ def test_activation_estimate_ranks_the_networks() -> None:
     per_px_rrdb = tiling.activation_bytes_per_pixel(rrdb, 3, 1, 4)
     per_px_compact = tiling.activation_bytes_per_pixel(compact, 3, 1, 4)
     # RRDB's widest tensors (64 channels at 4x resolution) run in strips of bounded size on large inputs,
-    # so its figure is a dense block's live tensors: 5 x 64 + 8 x 32 channels at the input's size.
-    assert per_px_rrdb == 4 * (5 * 64 + 8 * 32)
+    # so its figure is the body's: on the CPU in fp32 its Winograd buffers (36/16 (nf + 4 gc) transformed
+    # values, two scratch maps, the block's maps: 1008 per pixel for 64 / 32) ...
+    assert per_px_rrdb == 4 * 1008
+    # ... and with direct convolutions a dense block's live tensors: 5 x 64 + 8 x 32 channels.
+    rrdb.winograd = False
+    assert tiling.activation_bytes_per_pixel(rrdb, 3, 1, 4) == 4 * (5 * 64 + 8 * 32)
+    rrdb.winograd = True
     assert per_px_compact == tiling.ACTIVATION_FACTOR * 4 * 64
     assert tiling.activation_bytes_per_pixel(compact, 3, 1, 2) == per_px_compact / 2
-    with torch.device("meta"):  # a network without weights gets a shape-only pass
-        assert tiling.activation_bytes_per_pixel(RRDBNet(nb=1), 3, 1, 4) == per_px_rrdb
+    with torch.device("meta"):  # a network without weights gets a shape-only pass (direct: not on the CPU)
+        assert tiling.activation_bytes_per_pixel(RRDBNet(nb=1), 3, 1, 4) == 4 * (5 * 64 + 8 * 32)
     # The bound that runs nothing is never below the measured figure.
     assert tiling.activation_bytes_bound(rrdb, 3, 4, 4) >= per_px_rrdb
     assert tiling.activation_bytes_bound(compact, 3, 4, 4) >= per_px_compact
