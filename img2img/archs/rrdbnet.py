@@ -12,7 +12,7 @@ TAIL_WHOLE_BYTES runs whole: strips cost ~25% more tail work); the result is the
 run the tail whole.
 
 On the CPU in fp32 inference, a wide body's dense blocks run by Winograd F(4x4, 3x3) (`winograd`:
-about 1.3x faster for 64 features / growth 32, the Real-ESRGAN models); `RRDBNet.winograd = False`
+1.05-1.47x faster for 64 features / growth 32, the Real-ESRGAN models); `RRDBNet.winograd = False`
 turns it off.
 """
 
@@ -111,7 +111,8 @@ class RRDBNet(nn.Module):
         """Peak live tensor elements per input pixel of an inference forward on a large input (the tiler's
         memory estimate): a dense block's (the outer features, the RRDB and RDB inputs, x1..x4, their
         concatenation and conv5's output: 5 nf + 8 gc channels at the body's size; measured 490-560 for
-        64 / 32), since a large tail runs in strips of bounded size (TAIL_WHOLE_BYTES at most)."""
+        64 / 32), since a large tail runs in strips of bounded size (TAIL_WHOLE_BYTES at most); on the CPU with
+        `winograd` on, the Winograd body's larger figure (`winograd.peak_elements`)."""
         nf, gc = self._widths()
         param = self.conv_first.weight
         if self.winograd and param.device.type == "cpu" and wino.applies(nf, gc):

@@ -14,7 +14,7 @@ fewer multiplications are what is left to gain. How it runs:
 
 The result equals the direct convolution's up to fp32 rounding (max abs difference ~1e-5 on [0, 1]
 outputs, PSNR > 100 dB). It pays off for wide blocks (64 features, growth 32: `applies`); narrow ones
-are faster direct. Memory: the buffer holds 36/16 x (nf + 4 gc) values per pixel (`PEAK_ELEMENTS`).
+are faster direct. Memory: the buffer holds 36/16 x (nf + 4 gc) values per pixel (`peak_elements` counts all it holds).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ MIN_FEATURES, MIN_GROWTH = 64, 32  # narrower dense blocks run faster as direct 
 
 def applies(nf: int, gc: int) -> bool:
     """Whether dense blocks of `nf` features and growth `gc` take this path (measured in
-    benchmarks/bench_winograd.py: 1.2-1.35x for 64 / 32, 0.85-0.9x for 32 / 16)."""
+    benchmarks/bench_winograd.py: 1.05-1.47x for 64 / 32, 0.91-1.11x for 32 / 16)."""
     return nf >= MIN_FEATURES and gc >= MIN_GROWTH
 
 
