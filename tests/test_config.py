@@ -45,7 +45,7 @@ def test_esrgan_configs_follow_the_paper() -> None:
         ("lossx.pixel=1", "lossx: unknown key; did you mean loss?"),
         ("train.steps=-5", "train.steps: must be > 0, got -5"),
         ("train.steps=abc", "train.steps: expected int, got str 'abc'"),
-        ("train.amp=fp32", "train.amp: 'fp32' is not one of off, bf16, fp16"),
+        ("train.amp=fp32", "train.amp: 'fp32' is not one of auto, off, bf16, fp16"),
         ("train.schedule.kind=cosin", "did you mean cosine?"),
         ("train.ema.decay=1.5", "train.ema.decay: must be <= 1.0"),
         ("loss.pixel=.nan", "loss.pixel: must be a finite number"),

@@ -115,6 +115,31 @@ def test_bf16_autocast_on_cpu(tmp_path: Path) -> None:
     assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in weights.values())
 
 
+@pytest.mark.parametrize("native, expected", [("1", "bf16"), ("0", "off")])
+def test_amp_auto_follows_the_cpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, native: str, expected: str
+) -> None:
+    """train.amp=auto (the default) trains in bf16 autocast only where the CPU computes bf16 natively, and
+    the run's log and exported card say what ran. IMG2IMG_NATIVE_BF16 stands in for the CPU's flags."""
+    monkeypatch.setenv("IMG2IMG_NATIVE_BF16", native)
+    cfg = tiny(tmp_path, "train.steps=2")
+    assert cfg.train.amp == "auto"
+    trainer = Trainer(cfg)
+    assert trainer.amp == expected
+    result = trainer.fit()
+    assert math.isfinite(result.losses["G/l1"])
+    card = json.loads(result.exported[0].with_suffix(".json").read_text())
+    assert card["training"]["amp"] == expected and card["training"]["config"]["train"]["amp"] == "auto"
+    assert f"amp {expected} (auto: " in capsys.readouterr().err
+
+
+def test_explicit_amp_is_kept_on_any_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IMG2IMG_NATIVE_BF16", "1")
+    assert Trainer(tiny(tmp_path, "train.amp=off")).amp == "off"
+    monkeypatch.setenv("IMG2IMG_NATIVE_BF16", "0")
+    assert Trainer(tiny(tmp_path, "train.amp=bf16")).amp == "bf16"
+
+
 def test_fp16_needs_cuda(tmp_path: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip(reason="this machine has CUDA")

@@ -129,6 +129,9 @@ def test_activation_estimate_ranks_the_networks() -> None:
     rrdb.winograd = False
     assert tiling.activation_bytes_per_pixel(rrdb, 3, 1, 4) == 4 * (5 * 64 + 8 * 32)
     rrdb.winograd = True
+    # bf16 / fp16 forwards run the direct convolutions, so their figure is the direct one.
+    for half in (torch.bfloat16, torch.float16):
+        assert tiling.activation_bytes_per_pixel(rrdb, 3, 1, 4, half) == 4 * (5 * 64 + 8 * 32)
     assert per_px_compact == tiling.ACTIVATION_FACTOR * 4 * 64
     assert tiling.activation_bytes_per_pixel(compact, 3, 1, 2) == per_px_compact / 2
     with torch.device("meta"):  # a network without weights gets a shape-only pass (direct: not on the CPU)
@@ -150,6 +153,20 @@ def test_small_images_skip_the_measuring_pass(monkeypatch) -> None:
     assert model._pick_tile(1, 64, 64, None) == 0 and not calls  # fits under the bound: nothing measured
     assert 32 <= model._pick_tile(1, 20000, 20000, None) <= 512 and len(calls) == 1  # too big: measured once
     assert model._pick_tile(1, 20000, 20000, None) > 0 and len(calls) == 1
+
+
+def test_bf16_tiles_are_sized_for_the_direct_body() -> None:
+    """A wide RRDB model gets larger automatic tiles in bf16 (direct convolutions) than in fp32, whose
+    Winograd body holds more per pixel."""
+    from img2img.infer.image import ImageModel
+
+    kwargs = {"nf": 64, "nb": 1, "gc": 32, "scale": 4}
+    card = Card(name="r", arch="RRDBNet", arch_kwargs=kwargs, task="upscale", scale=4)
+    tiles = {}
+    for precision in ("fp32", "bf16"):
+        model = ImageModel(card, RRDBNet(**kwargs), device="cpu", precision=precision)
+        tiles[precision] = model._pick_tile(1, 3000, 3000, None, lean=True)
+    assert 0 < tiles["fp32"] < tiles["bf16"]
 
 
 def test_auto_tile_size() -> None:

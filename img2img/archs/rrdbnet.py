@@ -107,15 +107,16 @@ class RRDBNet(nn.Module):
     def size_multiple(self) -> int:
         return self.unshuffle
 
-    def inference_peak_elements_per_pixel(self) -> float:
+    def inference_peak_elements_per_pixel(self, dtype: torch.dtype = torch.float32) -> float:
         """Peak live tensor elements per input pixel of an inference forward on a large input (the tiler's
         memory estimate): a dense block's (the outer features, the RRDB and RDB inputs, x1..x4, their
         concatenation and conv5's output: 5 nf + 8 gc channels at the body's size; measured 490-560 for
         64 / 32), since a large tail runs in strips of bounded size (TAIL_WHOLE_BYTES at most); on the CPU with
-        `winograd` on, the Winograd body's larger figure (`winograd.peak_elements`)."""
+        `winograd` on and an fp32 forward (`dtype`: what the forward computes in; bf16 / fp16 run the direct
+        convolutions), the Winograd body's larger figure (`winograd.peak_elements`)."""
         nf, gc = self._widths()
         param = self.conv_first.weight
-        if self.winograd and param.device.type == "cpu" and wino.applies(nf, gc):
+        if self.winograd and param.device.type == "cpu" and dtype == torch.float32 and wino.applies(nf, gc):
             return max(5 * nf + 8 * gc, wino.peak_elements(nf, gc)) / self.unshuffle**2
         return (5 * nf + 8 * gc) / self.unshuffle**2
 

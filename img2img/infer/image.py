@@ -196,7 +196,10 @@ class ImageModel(Model):
         if self._bytes_per_px is None:  # most images fit under the bound: no measuring pass at all
             if size(tiling.activation_bytes_bound(self.net, self.in_channels, self.scale, elem)) == 0:
                 return 0
-            self._bytes_per_px = tiling.activation_bytes_per_pixel(self.net, self.in_channels, self.size_multiple, elem)
+            compute = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision, torch.float32)
+            self._bytes_per_px = tiling.activation_bytes_per_pixel(
+                self.net, self.in_channels, self.size_multiple, elem, compute
+            )
         tile = size(self._bytes_per_px)
         return max(tile, floor) if tile else 0
 

@@ -200,18 +200,20 @@ def activation_bytes_bound(net: nn.Module, in_channels: int, scale: int, elem_by
     return ACTIVATION_FACTOR * elem_bytes * widest * scale * scale
 
 
-def activation_bytes_per_pixel(net: nn.Module, in_channels: int, multiple: int, elem_bytes: int) -> float:
+def activation_bytes_per_pixel(
+    net: nn.Module, in_channels: int, multiple: int, elem_bytes: int, dtype: torch.dtype = torch.float32
+) -> float:
     """Estimated peak activation memory per input pixel: ACTIVATION_FACTOR x the largest output of
     any leaf module, measured by one forward of a small zero image (side about 12 px, a multiple of
     `multiple`) on the network's device; a network on the meta device gets a shape-only pass. A network
     that bounds its widest tensors itself on large inputs (RRDBNet's tail in strips) gives its own peak
-    with `inference_peak_elements_per_pixel()`.
+    with `inference_peak_elements_per_pixel(dtype)`, `dtype` being what the forward computes in.
 
     A small real forward is much faster than a first meta pass, which imports torch's Python op
     decompositions (seconds) for activations such as LeakyReLU."""
     own = getattr(net, "inference_peak_elements_per_pixel", None)
     if callable(own):
-        return elem_bytes * float(own())
+        return elem_bytes * float(own(dtype))
     side = multiple * math.ceil(12 / multiple)
     largest = [0]
 

@@ -364,6 +364,7 @@ def export_weights(
             "config": cfg.to_dict(),
             "checkpoint": source,
             "stored_dtype": "float16" if half else "float32",
+            "amp": state.get("amp", cfg.train.amp),  # the autocast the last run ran with
             **info.pop("training", {}),
         }
         card = Card(
