@@ -110,6 +110,24 @@ def test_8_bit_round_trip_exact_in_lossless_formats(tmp_path, suffix):
     assert img.bit_depth == 8 and np.array_equal(as_int(img.rgb), q)
 
 
+def test_8_bit_images_keep_their_samples_and_make_floats_on_demand(tmp_path):
+    """An 8-bit image without alpha keeps its uint8 samples (oriented as displayed) and makes its
+    float32 pixels only when read: the upscale engine takes the samples, so a large input is not
+    also held in float32. With alpha or 16 bits there are no samples."""
+    stored, kw = _orientation_source(6)  # "rotate 90 clockwise to display"
+    data = pil_bytes(Image.fromarray(stored), "PNG", **kw)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))))
+    img = decode_image(data)
+    assert img._rgb is None and (img.width, img.height, img.mode) == (4, 6, "RGB")  # nothing in float yet
+    assert img.samples.dtype == np.uint8 and img.samples.flags.writeable
+    assert np.array_equal(img.samples, expected) and np.array_equal(as_int(img.rgb), expected)
+    assert img.rgb.dtype == np.float32
+    q = stored / 255
+    with_alpha = read_image(write_image(tmp_path / "a.png", q, q[..., 0]))
+    deep = read_image(write_image(tmp_path / "d.png", q, bit_depth=16))
+    assert with_alpha.samples is None and deep.samples is None
+
+
 def test_lossless_webp_keeps_colour_under_transparent_pixels(tmp_path):
     q, a = RNG.integers(0, 256, (6, 10, 3)), RNG.integers(0, 256, (6, 10))
     a[:2] = 0  # fully transparent rows: lossless WebP must not rewrite their colour

@@ -263,7 +263,7 @@ def test_too_large_output_fails_before_any_work(compact: Path) -> None:
 @pytest.mark.parametrize(
     "bad, match",
     [
-        ((np.ones((4, 4, 3)) * 255).astype(np.uint8), "uint8"),
+        (np.ones((4, 4, 3), np.int32), "int32"),
         (np.ones((4, 4, 3), np.float32) * 255, r"\[0, 1\]"),
         (np.full((4, 4), np.nan, np.float32), "NaN"),
         (np.zeros((4, 4, 5), np.float32), "C in 1-4"),
@@ -274,6 +274,23 @@ def test_too_large_output_fails_before_any_work(compact: Path) -> None:
 def test_bad_images_raise_image_error(compact: Path, bad, match: str) -> None:
     with pytest.raises(ImageError, match=match):
         load(compact, device="cpu")(bad)
+
+
+@pytest.mark.parametrize("tile", [0, 8])
+def test_integer_samples_give_the_float_result(compact: Path, tile: int) -> None:
+    """uint8 (and uint16) samples are the same image as floats / 255 (/ 65535): the same output, banded
+    into 8-bit samples or as floats, whole or tiled (uint8 tiles become float one at a time)."""
+    m = load(compact, device="cpu", tile=tile)
+    rng = np.random.default_rng(3)
+    u8 = rng.integers(0, 256, (21, 17, 3), dtype=np.uint8)
+    as_float = u8.astype(np.float32) / 255
+    np.testing.assert_array_equal(m(u8, dtype=np.uint8), m(as_float, dtype=np.uint8))
+    np.testing.assert_array_equal(m(u8), m(as_float))
+    np.testing.assert_array_equal(m(u8, outscale=2.5), m(as_float, outscale=2.5))
+    u16 = u8.astype(np.uint16) * 257
+    np.testing.assert_allclose(m(u16), m(as_float), atol=1e-6)
+    grey = u8[..., 0]  # grey into an RGB model goes through the float path
+    np.testing.assert_array_equal(m(grey, dtype=np.uint8), m(as_float[..., 0], dtype=np.uint8))
 
 
 def test_cpu_runs_channels_last_with_the_same_result(compact: Path) -> None:

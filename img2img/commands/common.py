@@ -178,7 +178,10 @@ def run_files(
     bars = batch.progress_enabled(progress)
 
     def process(img: Any) -> tuple[np.ndarray, dict]:
-        x = img.rgb if img.alpha is None else np.concatenate([img.rgb, img.alpha[..., None]], axis=2)
+        if img.samples is not None:  # 8-bit without alpha: the model converts tile by tile (less memory)
+            x = img.samples
+        else:
+            x = img.rgb if img.alpha is None else np.concatenate([img.rgb, img.alpha[..., None]], axis=2)
         tiles = TileBar(bars, Path(img.path).name)
         seen = len(model.notes)  # the model notes fp16 reruns and out-of-memory tile retries
         try:

@@ -113,22 +113,31 @@ class ImageModel(Model):
         self, x: torch.Tensor, *, tile: int | None = None, progress: tiling.Progress | None = None,
         sink: tiling.Sink | None = None,
     ) -> torch.Tensor | None:  # fmt: skip
-        """NCHW float in [0, 1] with the model's input channels -> NCHW float32 in [0, 1] on the
+        """NCHW float in [0, 1] (or uint8 samples, made float tile by tile) with the model's input channels
+        -> NCHW float32 in [0, 1] on the
         CPU, exactly `scale` times larger. Tiled; halves the tile and retries on out-of-memory. With
         `sink`, the output goes to it in finished blocks (see `tiling.run_tiled`) and None is
         returned; the automatic tile is then chosen for a small memory peak when the output is large."""
         if x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[2] < 1 or x.shape[3] < 1:
             raise ImageError(f"expected an N x {self.in_channels} x H x W tensor, got shape {tuple(x.shape)}")
         self._check_size(x.shape[2], x.shape[3], (x.shape[2] * self.scale, x.shape[3] * self.scale))
-        x = x.detach().to("cpu", torch.float32)  # tiles go to the device one at a time
-        if not bool(torch.isfinite(x).all()):
-            raise ImageError("input tensor contains NaN or Inf values")
+        forward = self._forward
+        if x.dtype == torch.uint8:  # samples: each tile becomes float32 on its own
+            x = x.detach().to("cpu")
+
+            def forward(tile: torch.Tensor) -> torch.Tensor:
+                return self._forward(tile.to(torch.float32).div_(255.0))
+
+        else:
+            x = x.detach().to("cpu", torch.float32)  # tiles go to the device one at a time
+            if not bool(torch.isfinite(x).all()):
+                raise ImageError("input tensor contains NaN or Inf values")
         t = self._pick_tile(x.shape[0], x.shape[2], x.shape[3], self.tile if tile is None else tile, sink is not None)
         while True:
             try:
                 with torch.no_grad():
                     return tiling.run_tiled(
-                        self._forward,
+                        forward,
                         x,
                         scale=self.scale,
                         tile=t,
@@ -216,6 +225,8 @@ class ImageModel(Model):
     ) -> np.ndarray:
         """float32 HxW or HxWxC (C = 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA; straight alpha) in
         [0, 1] -> float32 in [0, 1] with the same layout, round(H*outscale) x round(W*outscale).
+        uint8 / uint16 samples are taken as samples / 255 (65535); uint8 ones with the model's channels and
+        a banded result (below) go to the network tile by tile, so the input is never held in float32.
 
         alpha_mode: `model` runs alpha through the network, `bicubic` resizes it, `none` drops it.
         Colour is premultiplied by alpha around the network, so hidden colour cannot leak.
@@ -224,6 +235,8 @@ class ImageModel(Model):
         so a large result never exists in float32: the memory beside the result stays a fraction of it.
         """
         img, squeeze = _as_hwc(image)
+        if img.dtype == np.uint8 and not (img.shape[2] == self.in_channels and self.out_channels == self.in_channels):
+            img = img.astype(np.float32) / np.float32(255.0)  # channel conversions work on floats
         if alpha_mode not in ALPHA_MODES:
             raise Img2ImgError(f"alpha_mode must be one of {ALPHA_MODES}, not {alpha_mode!r}")
         if dtype is not None and np.dtype(dtype) not in (np.uint8, np.uint16):
@@ -234,6 +247,8 @@ class ImageModel(Model):
         if dtype is not None and final == (h * self.scale, w * self.scale) and alpha_mode != "bicubic":
             out = self._process_banded(img, alpha_mode, np.dtype(dtype), progress)
         else:
+            if img.dtype == np.uint8:
+                img = img.astype(np.float32) / np.float32(255.0)
             out = self._process(img, alpha_mode, final, progress)
             if dtype is not None:
                 out = to_samples(out, np.dtype(dtype))
@@ -359,12 +374,17 @@ def _as_hwc(image: np.ndarray) -> tuple[np.ndarray, bool]:
     """Validate a public-API image; returns float32 HxWxC and whether it was HxW."""
     if not isinstance(image, np.ndarray):
         raise ImageError(f"expected a numpy array, got {type(image).__name__}")
-    if not np.issubdtype(image.dtype, np.floating):
-        raise ImageError(f"expected float32 pixels in [0, 1], got {image.dtype}; divide 8-bit data by 255")
+    samples = image.dtype in (np.uint8, np.uint16)
+    if not (samples or np.issubdtype(image.dtype, np.floating)):
+        raise ImageError(f"expected float32 pixels in [0, 1] or uint8 / uint16 samples, got {image.dtype}")
     squeeze = image.ndim == 2
     img = image[..., None] if squeeze else image
     if img.ndim != 3 or img.shape[2] not in (1, 2, 3, 4) or min(img.shape[:2]) < 1:
         raise ImageError(f"expected HxW or HxWxC with C in 1-4 (grey, grey+alpha, RGB, RGBA), got {image.shape}")
+    if img.dtype == np.uint8:
+        return img, squeeze
+    if img.dtype == np.uint16:
+        return img.astype(np.float32) / np.float32(65535.0), squeeze
     img = img.astype(np.float32, copy=False)
     lo, hi = float(img.min()), float(img.max())
     if not (math.isfinite(lo) and math.isfinite(hi)):
