@@ -268,6 +268,38 @@ def test_rrdbnet_tail_in_strips_gives_the_whole_tail_result(monkeypatch, scale: 
     torch.testing.assert_close(strips, whole, rtol=0, atol=1e-6)
 
 
+def test_lean_tiles_keep_a_whole_rrdb_tail_within_their_budget() -> None:
+    """A tail below TAIL_WHOLE_BYTES runs whole, holding ~3.4x its widest tensor, which the tiler's
+    per-pixel figure does not count: when tiles are sized for a small peak (a large banded output), the
+    RRDB tail runs in strips unless its whole peak fits the tile budget; a small image gets the default."""
+    import img2img.archs.rrdbnet as rrdbnet
+    from img2img.infer.image import ImageModel
+
+    kwargs = {"nf": 32, "nb": 1, "gc": 16, "scale": 4}
+    card = Card(name="r", arch="RRDBNet", arch_kwargs=kwargs, task="upscale", scale=4)
+    net = RRDBNet(**kwargs)
+    model = ImageModel(card, net, device="cpu", precision="fp32")
+    assert model._pick_tile(1, 3000, 2000, None, lean=True) > 0
+    budget = tiling.lean_budget(1, 12000, 8000, 3)
+    assert net.tail_whole_bytes == int(budget / rrdbnet.TAIL_LIVE) < rrdbnet.TAIL_WHOLE_BYTES
+    model._pick_tile(1, 3000, 2000, None, lean=False)
+    assert net.tail_whole_bytes is None
+    model._pick_tile(1, 3000, 2000, None, lean=True)
+    model._pick_tile(1, 60, 40, None, lean=True)  # small output: not lean, the default again
+    assert net.tail_whole_bytes is None
+    # A 150x150 body: its widest tail tensor (32 x 600 x 600 floats) is 46 MB, under the default
+    # threshold (whole) and over the lean one (27 MB: strips); either way the same result.
+    calls: list[int] = []
+    net.conv_last.register_forward_hook(lambda _m, _i, o: calls.append(o.shape[2]))
+    x = torch.rand(1, 3, 150, 150)
+    with torch.inference_mode():
+        whole = net.eval()(x)
+        net.limit_tail_memory(budget)
+        strips = net(x)
+    assert calls[0] == 600 and len(calls) > 2
+    torch.testing.assert_close(strips, whole, rtol=0, atol=1e-6)
+
+
 def test_rrdbnet_tail_runs_whole_when_training(monkeypatch) -> None:
     import img2img.archs.rrdbnet as rrdbnet
 

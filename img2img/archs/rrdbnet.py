@@ -7,7 +7,8 @@ Real-ESRGAN's x1/x2 models do) and keep a x4 body.
 In inference on a large input the upsampling tail (64 channels at 2x, 4x (and 8x) the body's size:
 the largest tensors of the network, 16x the body's features at x4) runs in row strips with two rows
 of context each, so its memory stays near TAIL_STRIP_BYTES whatever the tile size (a tail of up to
-TAIL_WHOLE_BYTES runs whole: strips cost ~25% more tail work); the result is the whole-tail result
+TAIL_WHOLE_BYTES runs whole: strips cost ~25% more tail work; when the tiler sizes tiles for a small
+peak, only one whose whole peak fits the tile's budget, `limit_tail_memory`); the result is the whole-tail result
 (same arithmetic on the same inputs). Training, tracing, export and torch.compile
 run the tail whole.
 
@@ -28,6 +29,7 @@ TAIL_WHOLE_BYTES = 64 << 20  # an inference tail whose widest tensor is larger r
 TAIL_STRIP_BYTES = 8 << 20  # ... of about this size
 TAIL_MIN_ROWS = 8  # body rows per strip at least (each strip recomputes 2 x TAIL_HALO rows)
 TAIL_HALO = 2  # body rows of context above and below a strip: the tail's convs reach 1.25 rows
+TAIL_LIVE = 3.5  # a whole tail's peak memory over its widest tensor (measured 3.4 for nf 32 at x4)
 
 
 def _graph_capture() -> bool:
@@ -149,6 +151,15 @@ class RRDBNet(nn.Module):
             return self._tail(feat)
         return self._tail_in_strips(feat)
 
+    tail_whole_bytes: int | None = None  # this instance's threshold (`limit_tail_memory`); None: TAIL_WHOLE_BYTES
+
+    def limit_tail_memory(self, peak_bytes: int | None) -> None:
+        """Run the inference tail in strips unless its whole peak (TAIL_LIVE x its widest tensor) stays under
+        `peak_bytes`; None restores the default (TAIL_WHOLE_BYTES for the widest tensor). The tiler sets it
+        when it sizes tiles for a small memory peak, so that a tail under TAIL_WHOLE_BYTES, which its
+        per-pixel figure does not count, cannot outgrow the tile's budget."""
+        self.tail_whole_bytes = None if peak_bytes is None else min(TAIL_WHOLE_BYTES, int(peak_bytes / TAIL_LIVE))
+
     def _tail(self, feat: torch.Tensor) -> torch.Tensor:
         for i in range(1, self.n_up + 1):
             up = F.interpolate(feat, scale_factor=2, mode="nearest")
@@ -159,7 +170,7 @@ class RRDBNet(nn.Module):
         up = 2**self.n_up
         n, c, h, w = feat.shape
         row_bytes = feat.element_size() * n * c * w * up * up  # the widest tail tensor, per body row
-        if row_bytes * h <= TAIL_WHOLE_BYTES:
+        if row_bytes * h <= (TAIL_WHOLE_BYTES if self.tail_whole_bytes is None else self.tail_whole_bytes):
             return self._tail(feat)
         rows = max(TAIL_MIN_ROWS, TAIL_STRIP_BYTES // row_bytes)
         strips = []

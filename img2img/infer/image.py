@@ -106,6 +106,7 @@ class ImageModel(Model):
         self.notes = self._forward.notes  # fp16 reruns and out-of-memory retries, for logs
         self._oom_tile: int | None = None  # after an out-of-memory, later runs stay at or below this
         self._bytes_per_px: float | None = None
+        self._lean_budget: int | None = None  # the activation budget of the last lean tile choice
 
     # Tensor API ------------------------------------------------------------------------------
 
@@ -176,8 +177,12 @@ class ImageModel(Model):
     def _pick_tile(self, n: int, h: int, w: int, tile: int | None, lean: bool = False) -> int:
         if self.whole_images:
             return 0
+        self._lean_budget = None
         if tile is None:
             tile = self._auto_tile(n, h, w, lean)
+        limit_tail = getattr(self.net, "limit_tail_memory", None)  # RRDBNet: a whole tail may not outgrow it
+        if callable(limit_tail):
+            limit_tail(self._lean_budget)
         if self._oom_tile is not None:
             tile = self._oom_tile if tile == 0 else min(tile, self._oom_tile)
         return tile
@@ -193,7 +198,7 @@ class ImageModel(Model):
         if lean:
             lean_cap = tiling.lean_budget(n, h * self.scale, w * self.scale, self.out_channels)
             if lean_cap < budget:
-                budget = lean_cap
+                budget = self._lean_budget = lean_cap
                 floor = tiling.LEAN_MIN_TILE  # below it the tiles' overlap would multiply the work
 
         def size(per_px: float) -> int:
