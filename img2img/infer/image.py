@@ -240,8 +240,6 @@ class ImageModel(Model):
         so a large result never exists in float32: the memory beside the result stays a fraction of it.
         """
         img, squeeze = _as_hwc(image)
-        if img.dtype == np.uint8 and not (img.shape[2] == self.in_channels and self.out_channels == self.in_channels):
-            img = img.astype(np.float32) / np.float32(255.0)  # channel conversions work on floats
         if alpha_mode not in ALPHA_MODES:
             raise Img2ImgError(f"alpha_mode must be one of {ALPHA_MODES}, not {alpha_mode!r}")
         if dtype is not None and np.dtype(dtype) not in (np.uint8, np.uint16):
@@ -249,11 +247,13 @@ class ImageModel(Model):
         h, w = img.shape[:2]
         final = _final_size(h, w, self.scale if outscale is None else outscale)
         self._check_size(h, w, (h * self.scale, w * self.scale), final)
-        if dtype is not None and final == (h * self.scale, w * self.scale) and alpha_mode != "bicubic":
+        banded = dtype is not None and final == (h * self.scale, w * self.scale) and alpha_mode != "bicubic"
+        same_channels = img.shape[2] == self.in_channels == self.out_channels
+        if img.dtype == np.uint8 and not (banded and same_channels):  # resizes, channel conversions: floats
+            img = img.astype(np.float32) / np.float32(255.0)
+        if banded:
             out = self._process_banded(img, alpha_mode, np.dtype(dtype), progress)
         else:
-            if img.dtype == np.uint8:
-                img = img.astype(np.float32) / np.float32(255.0)
             out = self._process(img, alpha_mode, final, progress)
             if dtype is not None:
                 out = to_samples(out, np.dtype(dtype))
